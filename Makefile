@@ -1,0 +1,23 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+.PHONY: install demo test proto lint format clean-testbed
+
+install:
+	@scripts/install.sh
+
+demo: install
+	.venv/bin/mecfed demo --backend direct --systems 2
+
+test: install
+	@scripts/run_tests.sh
+
+proto: install
+	scripts/gen_proto.sh
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format:
+	.venv/bin/ruff check --fix . && .venv/bin/ruff format .
+
+clean-testbed:
+	.venv/bin/mecfed testbed down

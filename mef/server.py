@@ -1,0 +1,144 @@
+"""Assembles one MEF: registry, workflows, the Mff transport chosen by
+configuration, and one gRPC server carrying Mfm (for the local MEO) and Mff
+(for peer federators), both behind mutual TLS."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from mecfed import security
+from mecfed.config import SystemConfig
+from mecfed.grpcutil import add_health_and_reflection, mark_serving
+from mecfed.v1 import common_pb2, federator_pb2, federator_pb2_grpc, peer_pb2, peer_pb2_grpc
+from mef.meo_client import GrpcOrchestrator
+from mef.peers import PeerBook
+from mef.pricing import OfferPolicy
+from mef.registry import SystemRecord, SystemRegistry
+from mef.servicer import FederatorServicer
+from mef.transport.base import MffTransport
+from mef.transport.direct import DirectTransport, PeerServicer
+from mef.workflow import ConsumerSettings, ConsumerWorkflow, ProviderWorkflow
+
+log = logging.getLogger(__name__)
+
+FEDERATOR = federator_pb2.DESCRIPTOR.services_by_name["MecFederator"].full_name
+PEER = peer_pb2.DESCRIPTOR.services_by_name["FederationPeer"].full_name
+
+
+def access_policy(peers: PeerBook) -> Callable[[str, str], bool]:
+    """Mfm only for this system's own identity (its MEO and operator); Mff
+    only for pre-registered peers."""
+
+    def allowed(method: str, peer_id: str) -> bool:
+        if method.startswith(f"/{FEDERATOR}/"):
+            return peer_id == peers.own_id
+        if method.startswith(f"/{PEER}/"):
+            return peer_id in peers
+        return False
+
+    return allowed
+
+
+def system_info(config: SystemConfig, port: int | None = None) -> common_pb2.SystemInfo:
+    address = _address(config.mef_listen)
+    if port is not None:
+        address.port = port
+    return common_pb2.SystemInfo(
+        system_id=config.system_id,
+        system_name=config.system_name,
+        system_provider=config.system_provider,
+        endpoint=common_pb2.EndPointInfo(
+            addresses=common_pb2.EndPointInfo.Addresses(addresses=[address])
+        ),
+    )
+
+
+def _address(host_port: str) -> common_pb2.Address:
+    host, _, port = host_port.rpartition(":")
+    return common_pb2.Address(host=host.strip("[]"), port=int(port))
+
+
+@dataclass
+class MefServer:
+    config: SystemConfig
+    server: grpc.aio.Server
+    port: int
+    consumer: ConsumerWorkflow
+    provider: ProviderWorkflow
+    transport: MffTransport
+    peers: PeerBook
+    peer_servicer: PeerServicer
+    meo_channel: grpc.aio.Channel
+
+    async def stop(self, grace: float = 1.0) -> None:
+        await self.consumer.close()
+        await self.peer_servicer.close()
+        await self.server.stop(grace)
+        await self.transport.close()
+        await self.meo_channel.close()
+
+
+async def start(
+    config: SystemConfig,
+    *,
+    transport: MffTransport | None = None,
+    settings: ConsumerSettings | None = None,
+) -> MefServer:
+    """Starts a MEF; ``config.mef_listen`` may use port 0 (the chosen port is
+    returned in ``MefServer.port``)."""
+    peers = PeerBook(config.system_id, config.peers)
+    meo_channel = security.secure_channel(config.meo_target, config.tls, config.system_id)
+    orchestrator = GrpcOrchestrator(meo_channel)
+    if transport is None:
+        if config.backend != "direct":
+            raise ValueError(f"backend {config.backend!r} is not available")
+        transport = DirectTransport(config.system_id, config.tls, peers)
+    policy = (
+        OfferPolicy.from_json(config.offer_policy)
+        if config.offer_policy
+        else (OfferPolicy.default())
+    )
+    provider = ProviderWorkflow(config.system_id, orchestrator, policy)
+    consumer = ConsumerWorkflow(config.system_id, transport, orchestrator, settings=settings)
+    registry = SystemRegistry()
+
+    server = grpc.aio.server(interceptors=[security.PeerAuthorizer(access_policy(peers))])
+    federator_pb2_grpc.add_MecFederatorServicer_to_server(
+        FederatorServicer(registry, consumer, provider), server
+    )
+    peer_servicer = PeerServicer(provider)
+    peer_pb2_grpc.add_FederationPeerServicer_to_server(peer_servicer, server)
+    health = add_health_and_reflection(server, [FEDERATOR, PEER])
+    port = server.add_secure_port(config.mef_listen, security.server_credentials(config.tls))
+    me = system_info(config, port)
+    peer_servicer.system_info = me
+    registry.preload([SystemRecord.from_proto(me)])
+    await server.start()
+    await transport.start(provider)
+    await mark_serving(health, [FEDERATOR, PEER])
+    log.info("MEF %s serving on port %d (%s backend)", config.system_id, port, transport.name)
+    return MefServer(
+        config, server, port, consumer, provider, transport, peers, peer_servicer, meo_channel
+    )
+
+
+async def serve_forever(config: SystemConfig) -> None:
+    mef = await start(config)
+    try:
+        await mef.server.wait_for_termination()
+    finally:
+        await mef.stop()
+
+
+def run(config_path: str) -> None:
+    from mecfed.procutil import run_until_signal
+
+    config = SystemConfig.load(config_path)
+    run_until_signal(serve_forever(config), f"mef-{config.system_id}")
+
+
+__all__ = ["MefServer", "access_policy", "run", "start"]

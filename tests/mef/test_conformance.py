@@ -1,0 +1,175 @@
+"""The same federation scenarios against every Mff transport."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from mecfed.v1 import common_pb2, federator_pb2
+from mef.workflow import ConsumerSettings, TrafficCheck
+from tests.mef.conftest import NO_OFFERS, fixed_policy
+
+ESTABLISHED = common_pb2.FEDERATION_STATE_ESTABLISHED
+FAILED = common_pb2.FEDERATION_STATE_FAILED
+TERMINATED = common_pb2.FEDERATION_STATE_TERMINATED
+
+
+def request(k: int = 1, max_price: int = 1000, timeout_ms: int = 2000, replicas: int = 1):
+    return federator_pb2.RequestFederationRequest(
+        service_name="svc",
+        app=common_pb2.AppSpec(image="mecfed/echo:1", replicas=replicas),
+        requirements=common_pb2.Requirements(
+            max_price=max_price, offers_to_wait_for=k, offer_timeout_ms=timeout_ms
+        ),
+    )
+
+
+async def run_to_end(node, req) -> federator_pb2.Federation:
+    async with node.channel() as ch:
+        stub = node.federator(ch)
+        fed = await stub.RequestFederation(req, timeout=10)
+        last = fed
+        async for last in stub.WatchFederation(
+            federator_pb2.WatchFederationRequest(federation_id=fed.federation_id), timeout=30
+        ):
+            pass
+        return last
+
+
+async def test_cheapest_of_k_offers_wins(federation_net):
+    consumer, cheap, dear = await federation_net([NO_OFFERS, fixed_policy(100), fixed_policy(300)])
+    fed = await run_to_end(consumer, request(k=2))
+    assert fed.state == ESTABLISHED, fed.error.detail
+    assert fed.provider_id == cheap.system_id
+    assert fed.price == 100
+    assert {o.provider_id for o in fed.offers} == {cheap.system_id, dear.system_id}
+    assert [s.name for s in fed.steps] == [
+        "offer_collection",
+        "award",
+        "deployment",
+        "overlay",
+        "traffic_check",
+    ]
+    assert fed.traffic.sent == 20 and fed.traffic.received == 20 and fed.traffic.loss == 0
+    assert fed.federation_id in cheap.meo.deployed
+    assert dear.meo.deployed == {}
+    assert fed.federation_id in consumer.meo.connected
+    assert fed.backend == consumer.config.backend
+
+
+async def test_offers_above_max_price_are_not_taken(federation_net):
+    consumer, pricey = await federation_net([NO_OFFERS, fixed_policy(5000)])
+    fed = await run_to_end(consumer, request(max_price=1000, timeout_ms=500))
+    assert fed.state == FAILED
+    assert "no offer" in fed.error.detail
+    assert pricey.meo.deployed == {}
+    assert consumer.meo.reserved == set()  # reservation released
+
+
+async def test_fewer_than_k_offers_still_federates(federation_net):
+    consumer, only = await federation_net([NO_OFFERS, fixed_policy(100)])
+    # k = 3 can never be met with one provider: the consumer takes what came
+    # and does not sit out the deadline once every peer has answered.
+    fed = await run_to_end(consumer, request(k=3, timeout_ms=5000))
+    assert fed.state == ESTABLISHED
+    assert fed.provider_id == only.system_id
+    assert fed.steps[0].name == "offer_collection"
+    took = fed.steps[0].finished_at.ToNanoseconds() - fed.steps[0].started_at.ToNanoseconds()
+    assert took < 2e9
+
+
+async def test_failed_deployment_falls_back_to_next_offer(federation_net):
+    consumer, broken, fine = await federation_net([NO_OFFERS, fixed_policy(100), fixed_policy(200)])
+    broken.meo.fail_deploy = True
+    fed = await run_to_end(consumer, request(k=2))
+    assert fed.state == ESTABLISHED, fed.error.detail
+    assert fed.provider_id == fine.system_id
+    assert broken.meo.deployed == {}
+    # The broken provider freed the capacity it had committed.
+    assert broken.mef.provider.ledger.used == 0
+
+
+async def test_all_deployments_failing_reports_and_cleans_up(federation_net):
+    consumer, broken = await federation_net([NO_OFFERS, fixed_policy(100)])
+    broken.meo.fail_deploy = True
+    fed = await run_to_end(consumer, request())
+    assert fed.state == FAILED
+    assert "image pull failed" in fed.error.detail
+    assert consumer.meo.reserved == set()
+    assert broken.mef.provider.ledger.used == 0
+
+
+async def test_traffic_loss_fails_and_rolls_back_both_sides(federation_net):
+    consumer, provider = await federation_net([NO_OFFERS, fixed_policy(100)])
+    consumer.meo.lose_traffic = True
+    fed = await run_to_end(consumer, request())
+    assert fed.state == FAILED
+    assert "0% loss" in fed.error.detail
+    assert fed.traffic.loss == pytest.approx(0.5)
+    assert provider.meo.deployed == {}
+    assert fed.federation_id in provider.meo.released
+    assert fed.federation_id in consumer.meo.released
+    assert provider.mef.provider.ledger.used == 0
+
+
+async def test_terminate_releases_both_sides(federation_net):
+    consumer, provider = await federation_net([NO_OFFERS, fixed_policy(100)])
+    fed = await run_to_end(consumer, request())
+    assert fed.state == ESTABLISHED
+    async with consumer.channel() as ch:
+        stub = consumer.federator(ch)
+        done = await stub.TerminateFederation(
+            federator_pb2.TerminateFederationRequest(federation_id=fed.federation_id), timeout=10
+        )
+        assert done.state == TERMINATED
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.TerminateFederation(
+                federator_pb2.TerminateFederationRequest(federation_id=fed.federation_id),
+                timeout=10,
+            )
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert provider.meo.deployed == {}
+    assert provider.mef.provider.ledger.used == 0
+    assert fed.federation_id not in consumer.meo.connected
+
+
+async def test_load_spreads_concurrent_consumers_over_providers(federation_net):
+    # Two consumers, two equally priced providers with load-sensitive tariffs:
+    # the second quote from a provider is dearer, so wins spread.
+    tariff = {
+        "tariff": {"region": "ES", "wattHoursPerReplica": 150, "loadSensitivity": 4},
+        "capacityReplicas": 2,
+    }
+    nodes = await federation_net([NO_OFFERS, NO_OFFERS, tariff, tariff])
+    c1, c2 = nodes[0], nodes[1]
+    import asyncio
+
+    feds = await asyncio.gather(
+        run_to_end(c1, request(k=2, max_price=10**12)),
+        run_to_end(c2, request(k=2, max_price=10**12)),
+    )
+    assert all(f.state == ESTABLISHED for f in feds), [f.error.detail for f in feds]
+    assert {f.provider_id for f in feds} == {nodes[2].system_id, nodes[3].system_id}
+
+
+async def test_unreachable_provider_is_skipped(federation_net):
+    settings = ConsumerSettings(traffic=TrafficCheck(count=5))
+    consumer, fast, slow = await federation_net(
+        [NO_OFFERS, fixed_policy(200), fixed_policy(100)], settings=settings
+    )
+    await slow.mef.stop(grace=0)  # down: its offer never comes
+    fed = await run_to_end(consumer, request(k=2, timeout_ms=700))
+    assert fed.state == ESTABLISHED
+    assert fed.provider_id == fast.system_id
+    assert fed.traffic.sent == 5
+
+
+async def test_idempotent_request_id(federation_net):
+    consumer, _ = await federation_net([NO_OFFERS, fixed_policy(100)])
+    req = request()
+    req.request_id = "order-42"
+    async with consumer.channel() as ch:
+        stub = consumer.federator(ch)
+        first = await stub.RequestFederation(req, timeout=10)
+        second = await stub.RequestFederation(req, timeout=10)
+    assert first.federation_id == second.federation_id
