@@ -132,7 +132,7 @@ async def federate(
         await ch.channel_ready()
         await start.wait()
         try:
-            fed = await stub.RequestFederation(
+            first = await stub.RequestFederation(
                 federator_pb2.RequestFederationRequest(
                     service_name=service,
                     app=common_pb2.AppSpec(image=options.image, replicas=1),
@@ -145,7 +145,7 @@ async def federate(
                 timeout=30,
             )
             async for fed in stub.WatchFederation(
-                federator_pb2.WatchFederationRequest(federation_id=fed.federation_id),
+                federator_pb2.WatchFederationRequest(federation_id=first.federation_id),
                 timeout=300,
             ):
                 outcome.federation = fed

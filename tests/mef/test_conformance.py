@@ -28,12 +28,13 @@ async def run_to_end(node, req) -> federator_pb2.Federation:
     async with node.channel() as ch:
         stub = node.federator(ch)
         fed = await stub.RequestFederation(req, timeout=10)
-        last = fed
-        async for last in stub.WatchFederation(
-            federator_pb2.WatchFederationRequest(federation_id=fed.federation_id), timeout=30
-        ):
-            pass
-        return last
+        updates = [
+            update
+            async for update in stub.WatchFederation(
+                federator_pb2.WatchFederationRequest(federation_id=fed.federation_id), timeout=30
+            )
+        ]
+        return updates[-1]
 
 
 async def test_cheapest_of_k_offers_wins(federation_net):
