@@ -35,7 +35,7 @@ class Orchestrator(Protocol):
     ) -> OverlayEndpoint: ...
 
     async def verify_traffic(
-        self, federation_id: str, count: int, interval_ms: int, timeout_ms: int
+        self, federation_id: str, count: int, interval_ms: int, timeout_ms: int, echo_port: int
     ) -> TrafficReport: ...
 
     async def release(self, federation_id: str) -> None: ...
@@ -106,7 +106,7 @@ class GrpcOrchestrator:
         return OverlayEndpoint.from_proto(resp.consumer_endpoint)
 
     async def verify_traffic(
-        self, federation_id: str, count: int, interval_ms: int, timeout_ms: int
+        self, federation_id: str, count: int, interval_ms: int, timeout_ms: int, echo_port: int
     ) -> TrafficReport:
         resp = await self._call(
             "VerifyTraffic",
@@ -116,6 +116,7 @@ class GrpcOrchestrator:
                 count=count,
                 interval_ms=interval_ms,
                 timeout_ms=timeout_ms,
+                echo_port=echo_port,
             ),
         )
         return TrafficReport.from_proto(resp)

@@ -259,7 +259,7 @@ class ConsumerWorkflow:
         fed = self._set(fed, state=FederationState.VERIFYING)
         check = self.settings.traffic
         report = await self.orchestrator.verify_traffic(
-            fed.federation_id, check.count, check.interval_ms, check.timeout_ms
+            fed.federation_id, check.count, check.interval_ms, check.timeout_ms, fed.app.echo_port
         )
         fed = self._set(
             fed, traffic=report, steps=(*fed.steps, Step(STEP_TRAFFIC, started, time.time()))

@@ -128,16 +128,18 @@ class ConnectOverlayResponse(_message.Message):
     def __init__(self, consumer_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ...) -> None: ...
 
 class VerifyTrafficRequest(_message.Message):
-    __slots__ = ("federation_id", "count", "interval_ms", "timeout_ms")
+    __slots__ = ("federation_id", "count", "interval_ms", "timeout_ms", "echo_port")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    ECHO_PORT_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
     count: int
     interval_ms: int
     timeout_ms: int
-    def __init__(self, federation_id: _Optional[str] = ..., count: _Optional[int] = ..., interval_ms: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    echo_port: int
+    def __init__(self, federation_id: _Optional[str] = ..., count: _Optional[int] = ..., interval_ms: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., echo_port: _Optional[int] = ...) -> None: ...
 
 class ReleaseServiceRequest(_message.Message):
     __slots__ = ("federation_id",)

@@ -80,7 +80,7 @@ class FakeOrchestrator:
             provider_endpoint.udp_port,
         )
 
-    async def verify_traffic(self, federation_id, count, interval_ms, timeout_ms):
+    async def verify_traffic(self, federation_id, count, interval_ms, timeout_ms, echo_port):
         received = count // 2 if self.lose_traffic else count
         return TrafficReport(count, received, 1 - received / count, 0.2, 0.4)
 

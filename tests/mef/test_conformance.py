@@ -134,23 +134,23 @@ async def test_terminate_releases_both_sides(federation_net):
     assert fed.federation_id not in consumer.meo.connected
 
 
-async def test_load_spreads_concurrent_consumers_over_providers(federation_net):
-    # Two consumers, two equally priced providers with load-sensitive tariffs:
-    # the second quote from a provider is dearer, so wins spread.
-    tariff = {
-        "tariff": {"region": "ES", "wattHoursPerReplica": 150, "loadSensitivity": 4},
-        "capacityReplicas": 2,
-    }
-    nodes = await federation_net([NO_OFFERS, NO_OFFERS, tariff, tariff])
-    c1, c2 = nodes[0], nodes[1]
-    import asyncio
+async def test_load_prices_a_busy_provider_up(federation_net):
+    # The cheaper provider wins first; once it carries load its tariff rises
+    # above the other's, so the next consumer goes elsewhere (the reference
+    # implementation sent every federation to one provider).
+    def tariff(watt_hours: int) -> dict:
+        return {
+            "tariff": {"region": "ES", "wattHoursPerReplica": watt_hours, "loadSensitivity": 4},
+            "capacityReplicas": 2,
+        }
 
-    feds = await asyncio.gather(
-        run_to_end(c1, request(k=2, max_price=10**12)),
-        run_to_end(c2, request(k=2, max_price=10**12)),
-    )
-    assert all(f.state == ESTABLISHED for f in feds), [f.error.detail for f in feds]
-    assert {f.provider_id for f in feds} == {nodes[2].system_id, nodes[3].system_id}
+    c1, c2, cheap, dear = await federation_net([NO_OFFERS, NO_OFFERS, tariff(100), tariff(120)])
+    first = await run_to_end(c1, request(k=2, max_price=10**12))
+    second = await run_to_end(c2, request(k=2, max_price=10**12))
+    assert first.state == second.state == ESTABLISHED
+    assert first.provider_id == cheap.system_id
+    assert second.provider_id == dear.system_id
+    assert second.price > first.price
 
 
 async def test_unreachable_provider_is_skipped(federation_net):

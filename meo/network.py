@@ -1,0 +1,232 @@
+"""The VXLAN overlay of one federation on this host (pyroute2 only).
+
+Per federation the host gets::
+
+    app netns: fed<n> ──veth── mfv<h><i> ─┐
+                                          ├─ bridge mfb<h> ── vxlan mfx<h> ──(UDP)── peer host
+    app netns: fed<n> ──veth── mfv<h><i> ─┘
+
+where ``<h>`` is a short hash of the federation id. Every name derives from
+the federation id alone, so teardown and crash cleanup find the links without
+any other state. Deleting the host end of a veth removes the end inside the
+app's namespace too.
+
+These functions block; call them via ``asyncio.to_thread``. They act on the
+network namespace the calling process (the MEO) runs in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from mecfed.errors import DeploymentFailed
+from meo.nsutil import run_in_netns
+
+log = logging.getLogger(__name__)
+
+LINK_PREFIXES = ("mfb", "mfx", "mfv", "mft")
+VXLAN_OVERHEAD = 50  # outer IPv4 + UDP + VXLAN + inner Ethernet
+IFNAMSIZ = 15
+
+
+def short_hash(federation_id: str) -> str:
+    return hashlib.sha256(federation_id.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class LinkNames:
+    """Deterministic link names of one federation (all ≤ 15 characters)."""
+
+    federation_id: str
+
+    @property
+    def h(self) -> str:
+        return short_hash(self.federation_id)
+
+    @property
+    def bridge(self) -> str:
+        return f"mfb{self.h}"
+
+    @property
+    def vxlan(self) -> str:
+        return f"mfx{self.h}"
+
+    def veth(self, i: int) -> str:
+        return f"mfv{self.h}{i}"
+
+    def veth_tmp_peer(self, i: int) -> str:
+        # The peer's name while it is still in the host netns, before the move.
+        return f"mft{self.h}{i}"
+
+    def owns(self, ifname: str) -> bool:
+        return any(ifname.startswith(p + self.h) for p in LINK_PREFIXES)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One app instance to plug into the overlay."""
+
+    pid: int  # a process in the instance's netns (veth moves by pid)
+    netns_path: str
+    ip: ipaddress.IPv4Interface  # e.g. 172.30.7.129/24
+
+
+@dataclass(frozen=True)
+class VxlanInfo:
+    ifname: str
+    vni: int
+    port: int
+
+
+def existing_vxlans() -> list[VxlanInfo]:
+    """Every VXLAN link in this netns, whoever made it (collision check)."""
+    out = []
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            info = link.get_attr("IFLA_LINKINFO")
+            if not info or info.get_attr("IFLA_INFO_KIND") != "vxlan":
+                continue
+            data = info.get_attr("IFLA_INFO_DATA")
+            out.append(
+                VxlanInfo(
+                    ifname=link.get_attr("IFLA_IFNAME"),
+                    vni=int(data.get_attr("IFLA_VXLAN_ID") or 0),
+                    port=int(data.get_attr("IFLA_VXLAN_PORT") or 0),
+                )
+            )
+    return out
+
+
+def links_of(federation_id: str) -> list[str]:
+    names = LinkNames(federation_id)
+    with IPRoute() as ipr:
+        return sorted(
+            n for link in ipr.get_links() if names.owns(n := link.get_attr("IFLA_IFNAME"))
+        )
+
+
+def all_owned_links() -> list[str]:
+    """Links that look like any federation's (for crash cleanup)."""
+    with IPRoute() as ipr:
+        return sorted(
+            n
+            for link in ipr.get_links()
+            if (n := link.get_attr("IFLA_IFNAME"))[:3] in LINK_PREFIXES and len(n) >= 11
+        )
+
+
+def delete_links(ifnames: Sequence[str]) -> None:
+    """Idempotent: links already gone are skipped."""
+    with IPRoute() as ipr:
+        for name in ifnames:
+            for idx in ipr.link_lookup(ifname=name):
+                with contextlib.suppress(NetlinkError):
+                    ipr.link("del", index=idx)
+
+
+def teardown(federation_id: str) -> list[str]:
+    """Removes every link of ``federation_id``; returns what it removed."""
+    # veths first: the bridge then goes away without flapping ports.
+    names = sorted(links_of(federation_id), key=lambda n: not n.startswith(("mfv", "mft")))
+    delete_links(names)
+    return names
+
+
+def _configure_peer(tmp_name: str, ip: ipaddress.IPv4Interface, mtu: int) -> str:
+    """Runs inside the app's netns: rename the veth to fed<n>, address it."""
+    with IPRoute() as ipr:
+        taken = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        n = next(i for i in range(1000) if f"fed{i}" not in taken)
+        name = f"fed{n}"
+        idx = ipr.link_lookup(ifname=tmp_name)[0]
+        ipr.link("set", index=idx, ifname=name, mtu=mtu)
+        ipr.addr("add", index=idx, address=str(ip.ip), prefixlen=ip.network.prefixlen)
+        ipr.link("set", index=idx, state="up")
+        lo = ipr.link_lookup(ifname="lo")
+        if lo:
+            ipr.link("set", index=lo[0], state="up")
+        return name
+
+
+def _underlay_mtu(ipr: IPRoute, local_ip: str) -> int:
+    for addr in ipr.get_addr(address=local_ip):
+        link = ipr.get_links(addr["index"])[0]
+        return int(link.get_attr("IFLA_MTU"))
+    return 1500
+
+
+def setup_overlay(
+    federation_id: str,
+    *,
+    vni: int,
+    port: int,
+    local_ip: str,
+    remote_ip: str,
+    attachments: Sequence[Attachment],
+    fail_after: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Builds bridge, VXLAN and one veth per attachment; all or nothing.
+
+    On any failure every link made so far is removed and DeploymentFailed
+    raised. ``fail_after(step)`` is a test hook called after each step.
+    Returns the host-side link names."""
+    names = LinkNames(federation_id)
+    step = "start"
+    try:
+        with IPRoute() as ipr:
+            if ipr.link_lookup(ifname=names.bridge):
+                raise DeploymentFailed(f"overlay of federation {federation_id} already exists")
+            mtu = _underlay_mtu(ipr, local_ip) - VXLAN_OVERHEAD
+            step = f"bridge {names.bridge}"
+            ipr.link("add", ifname=names.bridge, kind="bridge")
+            br = ipr.link_lookup(ifname=names.bridge)[0]
+            ipr.link("set", index=br, mtu=mtu, state="up")
+            if fail_after:
+                fail_after("bridge")
+            step = f"vxlan {names.vxlan} (vni {vni}, port {port}, remote {remote_ip})"
+            ipr.link(
+                "add",
+                ifname=names.vxlan,
+                kind="vxlan",
+                vxlan_id=vni,
+                vxlan_port=port,
+                vxlan_group=remote_ip,  # unicast remote: one peer, no multicast
+                vxlan_local=local_ip,
+                vxlan_learning=1,
+            )
+            vx = ipr.link_lookup(ifname=names.vxlan)[0]
+            ipr.link("set", index=vx, master=br, mtu=mtu, state="up")
+            if fail_after:
+                fail_after("vxlan")
+            for i, att in enumerate(attachments):
+                step = f"veth {names.veth(i)} into pid {att.pid}"
+                ipr.link("add", ifname=names.veth(i), kind="veth", peer=names.veth_tmp_peer(i))
+                host_end = ipr.link_lookup(ifname=names.veth(i))[0]
+                peer = ipr.link_lookup(ifname=names.veth_tmp_peer(i))[0]
+                ipr.link("set", index=host_end, master=br, mtu=mtu, state="up")
+                ipr.link("set", index=peer, net_ns_pid=att.pid)
+                run_in_netns(
+                    att.netns_path, partial(_configure_peer, names.veth_tmp_peer(i), att.ip, mtu)
+                )
+                if fail_after:
+                    fail_after(f"veth{i}")
+        return links_of(federation_id)
+    except BaseException as exc:
+        made = teardown(federation_id)
+        log.warning("overlay of %s failed at %s; removed %s", federation_id, step, made)
+        if isinstance(exc, DeploymentFailed):
+            raise
+        if not isinstance(exc, Exception):
+            raise
+        raise DeploymentFailed(
+            f"overlay of federation {federation_id} failed at {step}: {exc}"
+        ) from exc

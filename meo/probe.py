@@ -1,0 +1,115 @@
+"""App-to-app traffic check over the overlay.
+
+A UDP socket is created *inside* the consumer app instance's network
+namespace (thread setns → socket() → setns back; a socket stays in the
+namespace it was made in), then echoes are sent to every provider app's echo
+port and loss and round-trip times measured. Targets are probed concurrently,
+one thread each, so the total time is bounded by one target's series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+from mecfed.v1 import common_pb2
+from meo.nsutil import run_in_netns
+
+MAX_COUNT = 1000
+_HEADER = struct.Struct("!8sQ")  # magic, sequence number
+_MAGIC = b"mecfedpr"
+
+
+@dataclass(frozen=True)
+class TrafficReport:
+    sent: int
+    received: int
+    rtt_ms: float  # mean over received echoes
+    rtt_max_ms: float
+
+    @property
+    def loss(self) -> float:
+        return 0.0 if self.sent == 0 else (self.sent - self.received) / self.sent
+
+    def to_proto(self) -> common_pb2.TrafficReport:
+        return common_pb2.TrafficReport(
+            sent=self.sent,
+            received=self.received,
+            loss=self.loss,
+            rtt_ms=self.rtt_ms,
+            rtt_max_ms=self.rtt_max_ms,
+        )
+
+    @staticmethod
+    def merge(parts: list[TrafficReport]) -> TrafficReport:
+        sent = sum(p.sent for p in parts)
+        received = sum(p.received for p in parts)
+        total_rtt = sum(p.rtt_ms * p.received for p in parts)
+        return TrafficReport(
+            sent=sent,
+            received=received,
+            rtt_ms=total_rtt / received if received else 0.0,
+            rtt_max_ms=max((p.rtt_max_ms for p in parts), default=0.0),
+        )
+
+
+def _socket_in(netns_path: str) -> socket.socket:
+    return run_in_netns(netns_path, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+
+
+def _series(
+    sock: socket.socket, target: tuple[str, int], count: int, interval_s: float, timeout_s: float
+) -> TrafficReport:
+    rtts: list[float] = []
+    with sock:
+        sock.connect(target)  # only replies from the target reach this socket
+        for seq in range(count):
+            payload = _HEADER.pack(_MAGIC, seq)
+            start = time.perf_counter()
+            try:
+                sock.send(payload)
+            except OSError:
+                continue  # e.g. ECONNREFUSED from an earlier ICMP: counts as loss
+            deadline = start + timeout_s
+            while (left := deadline - time.perf_counter()) > 0:
+                sock.settimeout(left)
+                try:
+                    data = sock.recv(2048)
+                except (TimeoutError, OSError):
+                    break
+                if data[: _HEADER.size] == payload[: _HEADER.size]:
+                    rtts.append((time.perf_counter() - start) * 1000.0)
+                    break
+                # a late reply to an earlier probe: ignore and keep waiting
+            if interval_s and seq + 1 < count:
+                time.sleep(interval_s)
+    return TrafficReport(
+        sent=count,
+        received=len(rtts),
+        rtt_ms=sum(rtts) / len(rtts) if rtts else 0.0,
+        rtt_max_ms=max(rtts, default=0.0),
+    )
+
+
+async def probe(
+    netns_path: str,
+    targets: list[str],
+    port: int,
+    *,
+    count: int = 20,
+    interval_ms: int = 10,
+    timeout_ms: int = 500,
+) -> TrafficReport:
+    """Sends ``count`` echoes to each target from inside ``netns_path``."""
+    count = max(1, min(count, MAX_COUNT))
+
+    async def one(ip: str) -> TrafficReport:
+        sock = await asyncio.to_thread(_socket_in, netns_path)
+        return await asyncio.to_thread(
+            _series, sock, (ip, port), count, interval_ms / 1000.0, timeout_ms / 1000.0
+        )
+
+    return TrafficReport.merge(list(await asyncio.gather(*(one(ip) for ip in targets))))

@@ -1,0 +1,73 @@
+"""Test-only launcher: runs one MEO inside an emulated host's network
+namespace, serving on a unix socket.
+
+It enters the namespace before anything else is imported, so every thread
+(gRPC's included) lives there. ``--fail-once STEP`` makes the first overlay
+set-up fail after STEP (to test the all-or-nothing rollback).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+
+def _enter(netns_path: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(netns_path, os.O_RDONLY)
+    if libc.setns(fd, 0x40000000) != 0:
+        raise OSError(ctypes.get_errno(), f"setns {netns_path}")
+    os.close(fd)
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--netns", required=True)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--fail-once", default="")
+    parser.add_argument("--cleanup", action="store_true", help="cleanup_all and exit")
+    args = parser.parse_args()
+    _enter(args.netns)
+
+    import asyncio
+    import logging
+    import signal
+
+    from mecfed.config import SystemConfig
+    from meo.server import build_orchestrator, serve
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+
+    async def run() -> None:
+        config = SystemConfig.load(args.config)
+        server, _ = await serve(config, None, listen=f"unix:{args.socket}")
+        orch = server.orchestrator
+        if args.fail_once:
+
+            def fail(step: str) -> None:
+                if step == args.fail_once:
+                    orch.fail_after = None
+                    raise RuntimeError(f"injected failure after {step}")
+
+            orch.fail_after = fail
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await stop.wait()
+        try:
+            await orch.cleanup_all()
+        finally:
+            await server.stop(None)
+
+    if args.cleanup:
+        asyncio.run(build_orchestrator(SystemConfig.load(args.config)).cleanup_all())
+        return
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
