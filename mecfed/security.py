@@ -40,7 +40,8 @@ required") is defence in depth: it fires only on a server that was started
 without client-certificate verification (e.g. an insecure debug port), where
 it keeps every non-health method closed instead of trusting anonymous callers.
 A caller that dials the wrong system (``expected_peer_id`` not in the server
-certificate) fails on the client side with ``UNAVAILABLE`` as well.
+certificate) fails on the client side with ``UNAVAILABLE`` as well
+("Custom verification check failed ... Hostname Verification Check failed").
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import Protocol
 LABEL_SYSTEM = "mecfed.system"
 LABEL_FEDERATION = "mecfed.federation"
 LABEL_APP = "mecfed.app"
+LABEL_TESTBED = "mecfed.testbed"
 NAME_PREFIX = "mecfed"
 
 

@@ -7,13 +7,14 @@ overlay veths the MEO moves in, CNI style."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 
 import docker
 from docker.models.containers import Container
 
 from mecfed.errors import DeploymentFailed
-from meo.vim.base import LABEL_SYSTEM, Instance, Resources
+from meo.vim.base import LABEL_SYSTEM, LABEL_TESTBED, Instance, Resources
 
 
 class DockerVim:
@@ -21,6 +22,10 @@ class DockerVim:
         self.system_id = system_id
         self.host = f"{system_id}-docker"
         self._client = client
+        # The testbed labels everything its systems make so that `testbed
+        # down` finds containers even after every MEO crashed.
+        testbed = os.environ.get("MECFED_TESTBED", "")
+        self._extra_labels = {LABEL_TESTBED: testbed} if testbed else {}
 
     @property
     def client(self) -> docker.DockerClient:
@@ -59,7 +64,7 @@ class DockerVim:
                 container = self.client.containers.create(
                     image,
                     name=name,
-                    labels={**labels, LABEL_SYSTEM: self.system_id},
+                    labels={**labels, **self._extra_labels, LABEL_SYSTEM: self.system_id},
                     environment=dict(env or {}),
                     network_mode="none",
                     auto_remove=False,

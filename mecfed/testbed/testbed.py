@@ -1,0 +1,418 @@
+"""N MEC systems on one machine: PKI, namespaces, configs, MEF/MEO processes.
+
+``Testbed.up(n)`` builds everything idempotently; ``Testbed.down()`` removes
+everything, also after the bring-up was killed half-way. For that the state
+file (``<state_dir>/testbed.json``) names each namespace and link *before* it
+is created, and ``down()`` does not rely on it alone: it also removes every
+namespace and root-ns link named with the testbed prefix, every process tagged
+``MECFED_TESTBED=<name>`` or living in one of those namespaces, and every
+Docker container and network labelled ``mecfed.testbed=<name>``.
+
+Contract with the MEO: processes get ``MECFED_TESTBED=<name>`` (and
+``MECFED_SYSTEM_ID``, ``MECFED_ROLE``) in their environment; the MEO should
+label its containers (and Docker networks) ``mecfed.testbed=$MECFED_TESTBED``
+next to ``mecfed.system`` so that ``down()`` finds them even if the MEO died.
+A ``netns`` VIM should name its namespaces with the prefix ``<name>-``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mecfed.config import PeerConfig, SystemConfig, TlsPaths
+from mecfed.testbed import netns, supervisor
+from mecfed.testbed.pki import Pki
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("meo", "mef")  # start order; both are started without waiting
+CONSUMER_SHARE = 0.8
+DEFAULT_STATE_ROOT = Path(
+    "/var/lib/mecfed/testbed"
+)  # consumer:provider split of the paper's evaluation
+
+# (component, config path) -> argv. Tests substitute a stand-in server.
+ProcessCommand = Callable[[str, Path], Sequence[str]]
+
+
+def default_command(component: str, config_path: Path) -> list[str]:
+    return [sys.executable, "-m", component, "--config", str(config_path)]
+
+
+def split_roles(n: int, consumers: int | None = None) -> list[str]:
+    """Roles of systems 1..n: consumers first, then providers.
+
+    By default 80:20 with at least one of each (N=2 -> 1/1, N=10 -> 8/2,
+    N=30 -> 24/6); a single system is a provider.
+    """
+    if consumers is None:
+        consumers = min(max(round(n * CONSUMER_SHARE), 1), n - 1) if n > 1 else 0
+    if not 0 <= consumers <= n:
+        raise ValueError(f"consumers must be within 0..{n}, got {consumers}")
+    return ["consumer"] * consumers + ["provider"] * (n - consumers)
+
+
+@dataclass
+class SystemState:
+    system_id: str
+    index: int
+    system_name: str
+    role: str
+    namespace: str
+    underlay_ip: str
+    mef_listen: str
+    meo_listen: str
+    config_path: str
+    run_dir: str
+    tls: TlsPaths
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class TestbedState:
+    """What exists (or is about to) for one testbed; saved as JSON."""
+
+    __test__ = False  # not a pytest test class despite its name
+
+    name: str
+    prefix: str
+    subnet: str
+    gateway: str
+    status: str  # "starting", "up" or "down"
+    params: dict[str, Any]
+    namespaces: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    systems: list[SystemState] = field(default_factory=list)
+
+    @property
+    def consumers(self) -> list[SystemState]:
+        return [s for s in self.systems if s.role == "consumer"]
+
+    @property
+    def providers(self) -> list[SystemState]:
+        return [s for s in self.systems if s.role == "provider"]
+
+    def system(self, system_id: str) -> SystemState:
+        for s in self.systems:
+            if s.system_id == system_id:
+                return s
+        raise KeyError(system_id)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TestbedState:
+        raw = dict(raw)
+        raw["systems"] = [
+            SystemState(**{**s, "tls": TlsPaths(**s["tls"])}) for s in raw.get("systems", [])
+        ]
+        return cls(**raw)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Testbed:
+    """A set of MEC systems in network namespaces on this machine."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        name: str = "mecfed",
+        state_dir: Path | None = None,
+        subnet: str = "10.213.0.0/16",
+        base_port: int = 50051,
+        *,
+        command: ProcessCommand = default_command,
+        health_timeout: float = 120.0,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        if not name.replace("-", "").isalnum():
+            raise ValueError(f"testbed name {name!r} must be alphanumeric (and '-')")
+        self.name = name
+        self.prefix = f"{name}-"
+        # One directory per testbed name, so testbeds never share state.
+        self.state_dir = Path(state_dir) if state_dir else DEFAULT_STATE_ROOT / name
+        self.underlay = netns.Underlay(self.prefix, ipaddress.ip_network(subnet))
+        self.base_port = base_port
+        self.command = command
+        self.health_timeout = health_timeout
+        self.stop_timeout = stop_timeout
+        self.pki = Pki(self.state_dir / "pki", ca_name=f"{name} testbed CA")
+        self._procs: dict[int, supervisor.Process] = {}
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir / "testbed.json"
+
+    def load_state(self) -> TestbedState | None:
+        try:
+            return TestbedState.from_dict(json.loads(self.state_path.read_text()))
+        except FileNotFoundError:
+            return None
+
+    def _save(self, state: TestbedState) -> None:
+        _atomic_write(self.state_path, state.to_json() + "\n")
+
+    # -- bring-up -----------------------------------------------------------
+
+    async def up(
+        self,
+        n: int,
+        *,
+        backend: str = "direct",
+        vim: str = "docker",
+        consumers: int | None = None,
+        image: str = "mecfed/echo:1",
+        offer_policies: Mapping[str, dict[str, Any]] | None = None,
+    ) -> TestbedState:
+        """Brings up ``n`` MEC systems and waits until every MEF and MEO
+        answers the gRPC health check.
+
+        ``offer_policies`` maps a system id or a role ("provider",
+        "consumer") to the protobuf-JSON OfferPolicy of those systems; a
+        system id wins over its role. Calling ``up`` again with the same
+        arguments keeps what runs; with different ones it rebuilds.
+        """
+        if not 1 <= n <= min(self.underlay.max_systems, 999):
+            raise ValueError(f"n must be within 1..{self.underlay.max_systems}")
+        roles = split_roles(n, consumers)
+        params = {
+            "n": n,
+            "backend": backend,
+            "vim": vim,
+            "roles": roles,
+            "image": image,
+            "offer_policies": dict(offer_policies or {}),
+            "base_port": self.base_port,
+        }
+        # Reuse only a complete testbed with the same parameters; anything
+        # else (a crashed bring-up, a lost state file) is cleared first, so no
+        # unrecorded process of an earlier attempt can hold a port.
+        state = self.load_state()
+        if (
+            state is None
+            or state.status != "up"
+            or state.params != params
+            or state.subnet != str(self.underlay.subnet)
+        ):
+            await self.down()
+            state = TestbedState(
+                name=self.name,
+                prefix=self.prefix,
+                subnet=str(self.underlay.subnet),
+                gateway=str(self.underlay.gateway),
+                status="starting",
+                params=params,
+            )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._save(state)
+
+        await asyncio.to_thread(netns.check_subnet_free, self.underlay)
+        state.systems = await asyncio.to_thread(self._plan_systems, roles, state)
+        self._save(state)
+        await asyncio.to_thread(self._build_network, state)
+        for system in state.systems:
+            self._config(system, state, params).save(system.config_path)
+
+        deadline = time.monotonic() + self.health_timeout
+        started = [
+            (s, c, self._ensure_process(state, s, c)) for s in state.systems for c in COMPONENTS
+        ]
+        self._save(state)
+        try:
+            # A TaskGroup cancels the remaining waits once one fails.
+            async with asyncio.TaskGroup() as tg:
+                for system, component, proc in started:
+                    target = system.mef_listen if component == "mef" else system.meo_listen
+                    tg.create_task(
+                        supervisor.wait_healthy(
+                            target, system.tls, system.system_id, deadline=deadline, process=proc
+                        )
+                    )
+        except* supervisor.NotHealthy as group:
+            # The state stays "starting"; down() clears the partial testbed.
+            raise supervisor.NotHealthy("\n".join(str(exc) for exc in group.exceptions)) from None
+        state.status = "up"
+        self._save(state)
+        log.info("testbed %s up: %d systems", self.name, n)
+        return state
+
+    def _plan_systems(self, roles: list[str], state: TestbedState) -> list[SystemState]:
+        """Issues certificates and fixes names, addresses and paths."""
+        old = {s.system_id: s for s in state.systems}
+        systems = []
+        for i, role in enumerate(roles, start=1):
+            sid = f"mec-{i:02d}"
+            ip = str(self.underlay.system_ip(i))
+            sys_dir = self.state_dir / "systems" / sid
+            sys_dir.mkdir(parents=True, exist_ok=True)
+            systems.append(
+                SystemState(
+                    system_id=sid,
+                    index=i,
+                    system_name=f"MEC system {i:02d}",
+                    role=role,
+                    namespace=self.underlay.system_namespace(i),
+                    underlay_ip=ip,
+                    mef_listen=f"{ip}:{self.base_port}",
+                    # On the underlay, not loopback: the operator's CLI in the
+                    # root namespace must reach it; mTLS restricts callers.
+                    meo_listen=f"{ip}:{self.base_port + 1}",
+                    config_path=str(sys_dir / "config.json"),
+                    run_dir=str(sys_dir),
+                    tls=self.pki.issue(sid, [ip]),
+                    pids=old[sid].pids if sid in old else {},
+                )
+            )
+        return systems
+
+    def _build_network(self, state: TestbedState) -> None:
+        ul = self.underlay
+        # Record first, create second: a crash in between leaves a name that
+        # down() removes even though it may not exist.
+        for name in (ul.namespace,):
+            if name not in state.namespaces:
+                state.namespaces.append(name)
+        if ul.host_link not in state.links:
+            state.links.append(ul.host_link)
+        self._save(state)
+        netns.ensure_underlay(ul)
+        for system in state.systems:
+            if system.namespace not in state.namespaces:
+                state.namespaces.append(system.namespace)
+                self._save(state)
+            netns.ensure_system(ul, system.index)
+
+    def _config(
+        self, system: SystemState, state: TestbedState, params: dict[str, Any]
+    ) -> SystemConfig:
+        peers: tuple[PeerConfig, ...] = ()
+        if params["backend"] == "direct":
+            peers = tuple(
+                PeerConfig(system_id=o.system_id, endpoint=o.mef_listen)
+                for o in state.systems
+                if o.system_id != system.system_id
+            )
+        policies = params["offer_policies"]
+        policy = policies.get(system.system_id, policies.get(system.role, {}))
+        return SystemConfig(
+            system_id=system.system_id,
+            system_name=system.system_name,
+            system_provider=f"operator-{system.index:02d}",
+            underlay_ip=system.underlay_ip,
+            mef_listen=system.mef_listen,
+            meo_listen=system.meo_listen,
+            tls=system.tls,
+            peers=peers,
+            backend=params["backend"],
+            vim=params["vim"],
+            offer_policy=dict(policy),
+            state_dir=str(Path(system.run_dir) / "meo"),
+        )
+
+    def _ensure_process(
+        self, state: TestbedState, system: SystemState, component: str
+    ) -> supervisor.Process:
+        run_dir = Path(system.run_dir)
+        pid = system.pids.get(component)
+        if pid and supervisor.is_tagged(pid, self.name) and supervisor._alive(pid):
+            known = self._procs.get(pid)
+            return known or supervisor.Process(component, pid, run_dir / f"{component}.log")
+        proc = supervisor.start(
+            component,
+            self.command(component, Path(system.config_path)),
+            namespace=system.namespace,
+            testbed=self.name,
+            run_dir=run_dir,
+            env={
+                "MECFED_SYSTEM_ID": system.system_id,
+                "MECFED_ROLE": system.role,
+                "MECFED_IMAGE": state.params["image"],
+            },
+        )
+        self._procs[proc.pid] = proc
+        system.pids[component] = proc.pid
+        return proc
+
+    # -- teardown -----------------------------------------------------------
+
+    async def down(self) -> None:
+        """Removes processes, containers, namespaces and links; idempotent and
+        independent of how complete the state file is."""
+        state = self.load_state()
+        pids: set[int] = set()
+        if state is not None:
+            pids |= {
+                pid
+                for s in state.systems
+                for pid in s.pids.values()
+                if supervisor.is_tagged(pid, self.name)
+            }
+        pids |= set(await asyncio.to_thread(supervisor.find_tagged, self.name))
+        in_ns = await asyncio.to_thread(netns.namespace_pids, self.prefix)
+        pids |= {pid for ns_pids in in_ns.values() for pid in ns_pids}
+        pids.discard(os.getpid())
+        await asyncio.gather(
+            *(
+                supervisor.stop(
+                    pid,
+                    timeout=self.stop_timeout,
+                    popen=p.popen if (p := self._procs.get(pid)) else None,
+                )
+                for pid in pids
+            )
+        )
+        self._procs.clear()
+        await asyncio.to_thread(remove_containers, self.name)
+        await asyncio.to_thread(netns.remove_all, self.prefix)
+        if state is not None:
+            state.status = "down"
+            state.namespaces, state.links = [], []
+            for s in state.systems:
+                s.pids = {}
+            self._save(state)
+        log.info("testbed %s down", self.name)
+
+
+def remove_containers(testbed: str) -> None:
+    """Removes Docker containers and networks labelled ``mecfed.testbed``."""
+    try:
+        import docker
+        from docker.errors import DockerException, NotFound
+    except ImportError:
+        return
+    try:
+        client = docker.from_env()
+    except DockerException as exc:
+        log.warning("docker not reachable, skipping container cleanup: %s", exc)
+        return
+    label = {"label": f"mecfed.testbed={testbed}"}
+    try:
+        for container in client.containers.list(all=True, filters=label):
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+        for network in client.networks.list(filters=label):
+            try:
+                network.remove()
+            except NotFound:
+                pass
+    finally:
+        client.close()
