@@ -95,8 +95,24 @@ def _check_quote_args(replicas: int, load: float) -> float:
     if replicas < 1:
         raise InvalidArgument(f"replicas is {replicas}; it must be at least 1")
     # CapacityLedger.load is already in [0, 1]; clamp anyway so a load computed
-    # elsewhere can never push the factor past its documented 1 + sensitivity.
+    # elsewhere can never push the factor past its documented maximum.
     return min(max(load, 0.0), 1.0)
+
+
+LOAD_CAP = 0.9
+
+
+def load_factor(sensitivity: float, load: float) -> float:
+    """1 + sensitivity x u / (1 - u), u = min(load, 0.9).
+
+    Convex like a queueing delay: 1 + s at half capacity, 1 + 3s at 75 %,
+    1 + 9s from 90 % on. A linear factor was too weak: with tariffs that
+    differ 2.4x between regions the cheapest provider still won every
+    federation (the reference implementation's failure); with this one,
+    providers fill until their prices meet, so wins spread over all of them.
+    """
+    u = min(max(load, 0.0), LOAD_CAP)
+    return 1.0 + sensitivity * u / (1.0 - u)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +178,12 @@ class TariffPricing:
     def factors(self, load: float, now: datetime) -> tuple[float, float]:
         """(time-of-day factor, load factor) for ``now`` and ``load``."""
         hour = local_hour(now, self.utc_offset_minutes or 0)
-        return TIME_OF_DAY_FACTOR[hour], 1.0 + self.load_sensitivity * load
+        return TIME_OF_DAY_FACTOR[hour], load_factor(self.load_sensitivity, load)
 
     def quote(self, replicas: int, load: float, now: datetime) -> int:
         """Price per hour in micro-EUR:
 
-        EUR/MWh x Wh/replica x replicas x time-of-day x (1 + sensitivity x load)
+        EUR/MWh x Wh/replica x replicas x time-of-day x load_factor(sensitivity, load)
         """
         load = _check_quote_args(replicas, load)
         tod, load_factor = self.factors(load, now)

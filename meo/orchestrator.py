@@ -487,6 +487,34 @@ class Orchestrator:
 
     # --- cleanup -----------------------------------------------------------
 
+    async def reconcile(self) -> None:
+        """Brings the recorded state in line with what still runs after a
+        restart: a federation that lost an instance cannot carry traffic any
+        more and is released; a local app gets its missing replicas back."""
+        for fed_id, fed in list(self._state.federations.items()):
+            app = self._state.apps.get(fed.app_name)
+            alive = app is not None and all([await self._exists(r) for r in app.instances])
+            if not alive:
+                log.warning("federation %s lost its instances; releasing it", fed_id)
+                await self.release_service(fed_id)
+        for app in list(self._state.apps.values()):
+            if app.federation_id:
+                continue
+            present = [r for r in app.instances if await self._exists(r)]
+            missing = len(app.instances) - len(present)
+            if missing:
+                log.warning("app %s lost %d instance(s); replacing them", app.name, missing)
+                made = await self._create_instances(app.name, app.spec, missing, {})
+                app.instances = present + [r for r, _ in made]
+        self._save()
+
+    async def _exists(self, rec: InstanceRecord) -> bool:
+        vim = self.vims.get(rec.host)
+        if vim is None:
+            return False
+        inst = await vim.get_instance(rec.id)
+        return inst is not None and inst.running
+
     async def cleanup_all(self) -> None:
         """Removes everything this MEO made: recorded federations and apps,
         plus any link with a federation prefix and any instance labelled with

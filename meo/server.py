@@ -142,7 +142,16 @@ async def serve(
     ``server_credentials=None`` means an insecure port and is meant for
     tests only; deployments pass mTLS credentials. Returns the started server
     and the bound port (0 for unix sockets); stop it with ``server.stop()``."""
-    orch = orchestrator or build_orchestrator(config)
+    if orchestrator is None:
+        orchestrator = build_orchestrator(config)
+        await orchestrator.reconcile()
+    orch = orchestrator
+    if server_credentials is not None and not interceptors:
+        # Only this MEC system (its MEF and its operator) may drive its MEO.
+        from mecfed.security import PeerAuthorizer
+
+        own = config.system_id
+        interceptors = (PeerAuthorizer(lambda _method, peer: peer == own),)
     server = grpc.aio.server(interceptors=list(interceptors))
     orchestrator_pb2_grpc.add_MecOrchestratorServicer_to_server(
         MecOrchestratorServicer(orch), server

@@ -22,6 +22,7 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,7 @@ from typing import Any
 from mecfed.config import PeerConfig, SystemConfig, TlsPaths
 from mecfed.testbed import netns, supervisor
 from mecfed.testbed.pki import Pki
+from mef.pricing import seeded_policies
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +182,15 @@ class Testbed:
         consumers: int | None = None,
         image: str = "mecfed/echo:1",
         offer_policies: Mapping[str, dict[str, Any]] | None = None,
+        seed: int = 0,
     ) -> TestbedState:
         """Brings up ``n`` MEC systems and waits until every MEF and MEO
         answers the gRPC health check.
 
         ``offer_policies`` maps a system id or a role ("provider",
         "consumer") to the protobuf-JSON OfferPolicy of those systems; a
-        system id wins over its role. Calling ``up`` again with the same
+        system id wins over its role. Without one, consumers make no offers
+        and providers get tariff policies dealt from ``seed``. Calling ``up`` again with the same
         arguments keeps what runs; with different ones it rebuilds.
         """
         if not 1 <= n <= min(self.underlay.max_systems, 999):
@@ -199,6 +203,7 @@ class Testbed:
             "roles": roles,
             "image": image,
             "offer_policies": dict(offer_policies or {}),
+            "seed": seed,
             "base_port": self.base_port,
         }
         # Reuse only a complete testbed with the same parameters; anything
@@ -310,7 +315,9 @@ class Testbed:
                 if o.system_id != system.system_id
             )
         policies = params["offer_policies"]
-        policy = policies.get(system.system_id, policies.get(system.role, {}))
+        policy = policies.get(system.system_id, policies.get(system.role))
+        if policy is None:
+            policy = default_policy(system, state, params.get("seed", 0))
         return SystemConfig(
             system_id=system.system_id,
             system_name=system.system_name,
@@ -386,8 +393,25 @@ class Testbed:
             state.namespaces, state.links = [], []
             for s in state.systems:
                 s.pids = {}
+                # The MEO's records describe containers and links that are
+                # gone now; a later bring-up must start from a clean slate.
+                shutil.rmtree(Path(s.run_dir) / "meo", ignore_errors=True)
             self._save(state)
         log.info("testbed %s down", self.name)
+
+
+def default_policy(system: SystemState, state: TestbedState, seed: int) -> dict[str, Any]:
+    """As in the paper, consumers only consume; providers price with the
+    electricity-tariff model, regions dealt deterministically from ``seed``."""
+    if system.role != "provider":
+        return {"fixed": {"price": "1"}, "capacityReplicas": 0}
+    providers = [s.system_id for s in state.systems if s.role == "provider"]
+    consumers = len(state.systems) - len(providers)
+    # Room for twice a fair share: enough that no request is refused, small
+    # enough that load shows in the price.
+    capacity = max(4, 2 * -(-consumers // len(providers)))
+    policies = seeded_policies(len(providers), seed, capacity_replicas=capacity)
+    return policies[providers.index(system.system_id)].to_json()
 
 
 def remove_containers(testbed: str) -> None:

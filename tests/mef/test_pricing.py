@@ -66,8 +66,8 @@ def test_tariff_formula_values() -> None:
     assert p.quote(2, 0.0, at_utc(11)) == 36_000  # 12:00 local, day x1.0
     assert p.quote(2, 0.0, at_utc(2)) == 25_200  # 03:00 local, night x0.7
     assert p.quote(2, 0.0, at_utc(18)) == 46_800  # 19:00 local, peak x1.3
-    assert p.quote(2, 0.5, at_utc(11)) == 54_000  # load factor 1.5
-    assert p.quote(2, 1.0, at_utc(18)) == 93_600  # 1.3 x 2.0
+    assert p.quote(2, 0.5, at_utc(11)) == 72_000  # load factor 1 + 0.5 / 0.5
+    assert p.quote(2, 1.0, at_utc(18)) == 468_000  # 1.3 x (1 + 0.9 / 0.1)
 
 
 def test_tariff_regions_and_offsets_differ() -> None:
@@ -85,7 +85,8 @@ def test_load_factor_is_monotonic_and_bounded() -> None:
     loads = [i / 10 for i in range(11)]
     prices = [p.quote(4, load, at_utc(11)) for load in loads]
     assert prices == sorted(prices) and prices[0] < prices[-1]
-    assert prices[-1] == 3 * prices[0]  # 1 + 2.0 x 1.0
+    assert prices[-1] == 19 * prices[0]  # 1 + 2.0 x 0.9 / 0.1 (capped at 90 %)
+    assert prices[5] == 3 * prices[0]  # half capacity: 1 + 2.0
     # Out-of-range loads are clamped, never extrapolated.
     assert p.quote(4, 7.0, at_utc(11)) == prices[-1]
     assert p.quote(4, -1.0, at_utc(11)) == prices[0]
