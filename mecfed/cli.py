@@ -21,6 +21,8 @@ def _demo(args: argparse.Namespace) -> int:
             offer_timeout_ms=args.offer_timeout_ms,
             offers_to_wait_for=args.offers,
             block_time=args.block_time,
+            testbed_name=args.testbed,
+            subnet=args.subnet,
         )
     )
 
@@ -28,7 +30,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _testbed(args: argparse.Namespace) -> int:
     from mecfed.testbed import Testbed
 
-    testbed = Testbed(name=args.name)
+    testbed = Testbed(name=args.testbed, subnet=args.subnet)
     if args.action == "up":
         state = asyncio.run(
             testbed.up(args.systems, backend=args.backend, vim=args.vim, image=args.image)
@@ -37,7 +39,7 @@ def _testbed(args: argparse.Namespace) -> int:
             print(f"{s.system_id}\t{s.role}\t{s.underlay_ip}\t{s.config_path}")
     elif args.action == "down":
         asyncio.run(testbed.down())
-        print(f"testbed {args.name!r} is down")
+        print(f"testbed {args.testbed!r} is down")
     return 0
 
 
@@ -82,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
             help="run apps as Docker containers or as processes in namespaces",
         )
         sp.add_argument("--image", default="mecfed/echo:1", help="app image to federate")
+        sp.add_argument("--testbed", default="mecfed", help="testbed name (prefix of its links)")
+        sp.add_argument("--subnet", default="10.213.0.0/16", help="testbed underlay subnet")
 
     demo = sub.add_parser("demo", help="bring up a testbed, federate, report, tear down")
     testbed_options(demo)
@@ -105,7 +109,6 @@ def parser() -> argparse.ArgumentParser:
 
     tb = sub.add_parser("testbed", help="bring a testbed up or down")
     tb.add_argument("action", choices=("up", "down"))
-    tb.add_argument("--name", default="mecfed")
     testbed_options(tb)
     tb.set_defaults(func=_testbed)
 

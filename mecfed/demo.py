@@ -43,6 +43,7 @@ class DemoOptions:
     keep: bool = False
     block_time: float = 1.0
     testbed_name: str = "mecfed"
+    subnet: str = "10.213.0.0/16"
 
 
 @dataclass
@@ -210,7 +211,7 @@ async def run_demo(options: DemoOptions) -> dict[str, Any]:
     )
     if options.vim == "docker":
         await asyncio.to_thread(build_image, options.image)
-    testbed = Testbed(name=options.testbed_name)
+    testbed = Testbed(name=options.testbed_name, subnet=options.subnet)
     result: dict[str, Any] = {
         "backend": options.backend,
         "systems": options.systems,
