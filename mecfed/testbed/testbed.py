@@ -38,10 +38,8 @@ from mef.pricing import seeded_policies
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("meo", "mef")  # start order; both are started without waiting
-CONSUMER_SHARE = 0.8
-DEFAULT_STATE_ROOT = Path(
-    "/var/lib/mecfed/testbed"
-)  # consumer:provider split of the paper's evaluation
+CONSUMER_SHARE = 0.8  # consumer:provider split of the paper's evaluation
+DEFAULT_STATE_ROOT = Path("/var/lib/mecfed/testbed")
 
 # (component, config path) -> argv. Tests substitute a stand-in server.
 ProcessCommand = Callable[[str, Path], Sequence[str]]
