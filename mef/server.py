@@ -20,7 +20,8 @@ from mef.pricing import OfferPolicy
 from mef.registry import SystemRecord, SystemRegistry
 from mef.servicer import FederatorServicer
 from mef.transport.base import MffTransport
-from mef.transport.direct import DirectTransport, PeerServicer
+from mef.transport.direct import DirectTransport
+from mef.transport.peer_service import PeerServicer
 from mef.workflow import ConsumerSettings, ConsumerWorkflow, ProviderWorkflow
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mecfed.v1 import common_pb2 as mecfed_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mecfed/v1/peer.proto\x12\tmecfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16mecfed/v1/common.proto\"\x1d\n\x1bGetFederationDetailsRequest\"`\n\x13RequestOfferRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x1f\n\x03\x61pp\x18\x02 \x01(\x0b\x32\x12.mecfed.v1.AppSpec\x12\x11\n\tmax_price\x18\x03 \x01(\x04\"v\n\rOfferResponse\x12\x10\n\x08offer_id\x18\x01 \x01(\t\x12\x13\n\x0bprovider_id\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\x04\x12/\n\x0bvalid_until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x11InstallAppRequest\x12\x10\n\x08offer_id\x18\x01 \x01(\t\x12\x15\n\rfederation_id\x18\x02 \x01(\t\x12\x35\n\x11\x63onsumer_endpoint\x18\x03 \x01(\x0b\x32\x1a.mecfed.v1.OverlayEndpoint\x12.\n\ncandidates\x18\x04 \x03(\x0b\x32\x1a.mecfed.v1.TunnelCandidate\"-\n\x12\x41ppInstanceRequest\x12\x17\n\x0f\x61pp_instance_id\x18\x01 \x01(\t\"\xce\x01\n\x12\x41ppInstanceDetails\x12\x17\n\x0f\x61pp_instance_id\x18\x01 \x01(\t\x12\x15\n\rfederation_id\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.mecfed.v1.InstanceState\x12\x35\n\x11provider_endpoint\x18\x04 \x01(\x0b\x32\x1a.mecfed.v1.OverlayEndpoint\x12(\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x19.mecfed.v1.ProblemDetails2\xf2\x03\n\x0e\x46\x65\x64\x65rationPeer\x12U\n\x14GetFederationDetails\x12&.mecfed.v1.GetFederationDetailsRequest\x1a\x15.mecfed.v1.SystemInfo\x12H\n\x0cRequestOffer\x12\x1e.mecfed.v1.RequestOfferRequest\x1a\x18.mecfed.v1.OfferResponse\x12I\n\nInstallApp\x12\x1c.mecfed.v1.InstallAppRequest\x1a\x1d.mecfed.v1.AppInstanceDetails\x12U\n\x15GetAppInstanceDetails\x12\x1d.mecfed.v1.AppInstanceRequest\x1a\x1d.mecfed.v1.AppInstanceDetails\x12R\n\x10WatchAppInstance\x12\x1d.mecfed.v1.AppInstanceRequest\x1a\x1d.mecfed.v1.AppInstanceDetails0\x01\x12I\n\tRemoveApp\x12\x1d.mecfed.v1.AppInstanceRequest\x1a\x1d.mecfed.v1.AppInstanceDetailsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mecfed/v1/peer.proto\x12\tmecfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16mecfed/v1/common.proto\"\x1d\n\x1bGetFederationDetailsRequest\"`\n\x13RequestOfferRequest\x12\x15\n\rfederation_id\x18\x01 \x01(\t\x12\x1f\n\x03\x61pp\x18\x02 \x01(\x0b\x32\x12.mecfed.v1.AppSpec\x12\x11\n\tmax_price\x18\x03 \x01(\x04\"v\n\rOfferResponse\x12\x10\n\x08offer_id\x18\x01 \x01(\t\x12\x13\n\x0bprovider_id\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\x04\x12/\n\x0bvalid_until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbf\x01\n\x11InstallAppRequest\x12\x10\n\x08offer_id\x18\x01 \x01(\t\x12\x15\n\rfederation_id\x18\x02 \x01(\t\x12\x35\n\x11\x63onsumer_endpoint\x18\x03 \x01(\x0b\x32\x1a.mecfed.v1.OverlayEndpoint\x12.\n\ncandidates\x18\x04 \x03(\x0b\x32\x1a.mecfed.v1.TunnelCandidate\x12\x1a\n\x12\x63onsumer_signature\x18\x05 \x01(\x0c\"-\n\x12\x41ppInstanceRequest\x12\x17\n\x0f\x61pp_instance_id\x18\x01 \x01(\t\"\xe9\x01\n\x12\x41ppInstanceDetails\x12\x17\n\x0f\x61pp_instance_id\x18\x01 \x01(\t\x12\x15\n\rfederation_id\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.mecfed.v1.InstanceState\x12\x35\n\x11provider_endpoint\x18\x04 \x01(\x0b\x32\x1a.mecfed.v1.OverlayEndpoint\x12(\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x19.mecfed.v1.ProblemDetails\x12\x19\n\x11\x64\x65ployment_notice\x18\x06 \x01(\x0c\x32\xf2\x03\n\x0e\x46\x65\x64\x65rationPeer\x12U\n\x14GetFederationDetails\x12&.mecfed.v1.GetFederationDetailsRequest\x1a\x15.mecfed.v1.SystemInfo\x12H\n\x0cRequestOffer\x12\x1e.mecfed.v1.RequestOfferRequest\x1a\x18.mecfed.v1.OfferResponse\x12I\n\nInstallApp\x12\x1c.mecfed.v1.InstallAppRequest\x1a\x1d.mecfed.v1.AppInstanceDetails\x12U\n\x15GetAppInstanceDetails\x12\x1d.mecfed.v1.AppInstanceRequest\x1a\x1d.mecfed.v1.AppInstanceDetails\x12R\n\x10WatchAppInstance\x12\x1d.mecfed.v1.AppInstanceRequest\x1a\x1d.mecfed.v1.AppInstanceDetails0\x01\x12I\n\tRemoveApp\x12\x1d.mecfed.v1.AppInstanceRequest\x1a\x1d.mecfed.v1.AppInstanceDetailsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,11 +40,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OFFERRESPONSE']._serialized_start=221
   _globals['_OFFERRESPONSE']._serialized_end=339
   _globals['_INSTALLAPPREQUEST']._serialized_start=342
-  _globals['_INSTALLAPPREQUEST']._serialized_end=505
-  _globals['_APPINSTANCEREQUEST']._serialized_start=507
-  _globals['_APPINSTANCEREQUEST']._serialized_end=552
-  _globals['_APPINSTANCEDETAILS']._serialized_start=555
-  _globals['_APPINSTANCEDETAILS']._serialized_end=761
-  _globals['_FEDERATIONPEER']._serialized_start=764
-  _globals['_FEDERATIONPEER']._serialized_end=1262
+  _globals['_INSTALLAPPREQUEST']._serialized_end=533
+  _globals['_APPINSTANCEREQUEST']._serialized_start=535
+  _globals['_APPINSTANCEREQUEST']._serialized_end=580
+  _globals['_APPINSTANCEDETAILS']._serialized_start=583
+  _globals['_APPINSTANCEDETAILS']._serialized_end=816
+  _globals['_FEDERATIONPEER']._serialized_start=819
+  _globals['_FEDERATIONPEER']._serialized_end=1317
 # @@protoc_insertion_point(module_scope)

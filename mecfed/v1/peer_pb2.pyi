@@ -37,16 +37,18 @@ class OfferResponse(_message.Message):
     def __init__(self, offer_id: _Optional[str] = ..., provider_id: _Optional[str] = ..., price: _Optional[int] = ..., valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class InstallAppRequest(_message.Message):
-    __slots__ = ("offer_id", "federation_id", "consumer_endpoint", "candidates")
+    __slots__ = ("offer_id", "federation_id", "consumer_endpoint", "candidates", "consumer_signature")
     OFFER_ID_FIELD_NUMBER: _ClassVar[int]
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     offer_id: str
     federation_id: str
     consumer_endpoint: _common_pb2.OverlayEndpoint
     candidates: _containers.RepeatedCompositeFieldContainer[_common_pb2.TunnelCandidate]
-    def __init__(self, offer_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., consumer_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_common_pb2.TunnelCandidate, _Mapping]]] = ...) -> None: ...
+    consumer_signature: bytes
+    def __init__(self, offer_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., consumer_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_common_pb2.TunnelCandidate, _Mapping]]] = ..., consumer_signature: _Optional[bytes] = ...) -> None: ...
 
 class AppInstanceRequest(_message.Message):
     __slots__ = ("app_instance_id",)
@@ -55,15 +57,17 @@ class AppInstanceRequest(_message.Message):
     def __init__(self, app_instance_id: _Optional[str] = ...) -> None: ...
 
 class AppInstanceDetails(_message.Message):
-    __slots__ = ("app_instance_id", "federation_id", "state", "provider_endpoint", "error")
+    __slots__ = ("app_instance_id", "federation_id", "state", "provider_endpoint", "error", "deployment_notice")
     APP_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_NOTICE_FIELD_NUMBER: _ClassVar[int]
     app_instance_id: str
     federation_id: str
     state: _common_pb2.InstanceState
     provider_endpoint: _common_pb2.OverlayEndpoint
     error: _common_pb2.ProblemDetails
-    def __init__(self, app_instance_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.InstanceState, str]] = ..., provider_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ProblemDetails, _Mapping]] = ...) -> None: ...
+    deployment_notice: bytes
+    def __init__(self, app_instance_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.InstanceState, str]] = ..., provider_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ProblemDetails, _Mapping]] = ..., deployment_notice: _Optional[bytes] = ...) -> None: ...
