@@ -53,6 +53,8 @@ class SystemConfig:
     overlay_pool: str = "172.30.0.0/16"
     # Where the MEO keeps its state (reservations), to clean up after a crash.
     state_dir: str = "/var/lib/mecfed"
+    # Chain backend: {"ws_url", "contract", "keystore", "password_file"}.
+    chain: dict[str, Any] = field(default_factory=dict)
 
     @property
     def meo_target(self) -> str:

@@ -30,15 +30,17 @@ FEDERATOR = federator_pb2.DESCRIPTOR.services_by_name["MecFederator"].full_name
 PEER = peer_pb2.DESCRIPTOR.services_by_name["FederationPeer"].full_name
 
 
-def access_policy(peers: PeerBook) -> Callable[[str, str], bool]:
-    """Mfm only for this system's own identity (its MEO and operator); Mff
-    only for pre-registered peers."""
+def access_policy(peers: PeerBook, open_mff: bool = False) -> Callable[[str, str], bool]:
+    """Mfm only for this system's own identity (its MEO and operator). Mff:
+    on the direct backend only pre-registered peers; on the chain backend any
+    authenticated caller, because every order must carry the consumer's
+    chain signature, which the chain gate checks against the contract."""
 
     def allowed(method: str, peer_id: str) -> bool:
         if method.startswith(f"/{FEDERATOR}/"):
             return peer_id == peers.own_id
         if method.startswith(f"/{PEER}/"):
-            return peer_id in peers
+            return open_mff or peer_id in peers
         return False
 
     return allowed
@@ -94,10 +96,15 @@ async def start(
     peers = PeerBook(config.system_id, config.peers)
     meo_channel = security.secure_channel(config.meo_target, config.tls, config.system_id)
     orchestrator = GrpcOrchestrator(meo_channel)
+    gate = None
     if transport is None:
-        if config.backend != "direct":
-            raise ValueError(f"backend {config.backend!r} is not available")
-        transport = DirectTransport(config.system_id, config.tls, peers)
+        if config.backend == "chain":
+            transport = await chain_transport(config)
+        elif config.backend == "direct":
+            transport = DirectTransport(config.system_id, config.tls, peers)
+        else:
+            raise ValueError(f"backend {config.backend!r} is unknown (direct, chain)")
+    gate = getattr(transport, "gate", None)
     policy = (
         OfferPolicy.from_json(config.offer_policy)
         if config.offer_policy
@@ -107,11 +114,13 @@ async def start(
     consumer = ConsumerWorkflow(config.system_id, transport, orchestrator, settings=settings)
     registry = SystemRegistry()
 
-    server = grpc.aio.server(interceptors=[security.PeerAuthorizer(access_policy(peers))])
+    server = grpc.aio.server(
+        interceptors=[security.PeerAuthorizer(access_policy(peers, open_mff=gate is not None))]
+    )
     federator_pb2_grpc.add_MecFederatorServicer_to_server(
         FederatorServicer(registry, consumer, provider), server
     )
-    peer_servicer = PeerServicer(provider)
+    peer_servicer = PeerServicer(provider, gate)
     peer_pb2_grpc.add_FederationPeerServicer_to_server(peer_servicer, server)
     health = add_health_and_reflection(server, [FEDERATOR, PEER])
     port = server.add_secure_port(config.mef_listen, security.server_credentials(config.tls))
@@ -119,12 +128,30 @@ async def start(
     peer_servicer.system_info = me
     registry.preload([SystemRecord.from_proto(me)])
     await server.start()
-    await transport.start(provider)
+    host = config.mef_listen.rpartition(":")[0]
+    await transport.start(provider, f"{host}:{port}")
     await mark_serving(health, [FEDERATOR, PEER])
     log.info("MEF %s serving on port %d (%s backend)", config.system_id, port, transport.name)
     return MefServer(
         config, server, port, consumer, provider, transport, peers, peer_servicer, meo_channel
     )
+
+
+async def chain_transport(config: SystemConfig) -> MffTransport:
+    """The chain backend from ``config.chain``: key from its keystore file,
+    AsyncWeb3 over WebSocket to the node, the Federation contract."""
+    from mecfed.chain.client import ChainClient
+    from mecfed.chain.federation import status_for
+    from mecfed.chain.keystore import load_key
+    from mef.transport.chain import ChainTransport
+
+    chain = config.chain
+    missing = {"ws_url", "contract", "keystore", "password_file"} - set(chain)
+    if missing:
+        raise ValueError(f"chain backend needs config.chain keys {sorted(missing)}")
+    account = load_key(chain["keystore"], chain["password_file"])
+    client = await ChainClient.connect(chain["ws_url"], account, status_for=status_for)
+    return ChainTransport(config.system_id, client, chain["contract"], account, config.tls)
 
 
 async def serve_forever(config: SystemConfig) -> None:

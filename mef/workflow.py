@@ -217,7 +217,9 @@ class ConsumerWorkflow:
 
     async def _collect_offers(self, need: ServiceNeed, fed: Federation) -> list[Offer]:
         wanted = need.requirements.offers_to_wait_for
-        deadline = need.requirements.offer_timeout_ms / 1000
+        deadline = need.requirements.offer_timeout_ms / 1000 + getattr(
+            self.transport, "offer_grace", 0.0
+        )
         offers: list[Offer] = []
         stream = self.transport.solicit_offers(need)
 

@@ -51,9 +51,14 @@ class MffTransport(Protocol):
 
     #: "direct" or "chain"; reported in every Federation.
     name: str
+    #: Seconds the workflow waits for offers beyond offer_timeout_ms, for
+    #: transports whose bidding ends by itself (0 where the workflow's timer
+    #: is the deadline).
+    offer_grace: float
 
-    async def start(self, provider: ProviderHandler) -> None:
-        """Begin delivering other systems' requests to ``provider``."""
+    async def start(self, provider: ProviderHandler, mff_endpoint: str) -> None:
+        """Begin delivering other systems' requests to ``provider``;
+        ``mff_endpoint`` (host:port) is where our Mff gRPC server listens."""
         ...
 
     async def close(self) -> None: ...

@@ -47,6 +47,7 @@ class DirectTransport:
     """Consumer side of the direct transport."""
 
     name = "direct"
+    offer_grace = 0.0
 
     def __init__(self, system_id: str, tls: TlsPaths, peers: PeerBook) -> None:
         self.system_id = system_id
@@ -64,7 +65,7 @@ class DirectTransport:
             stub = self._stubs[peer_id] = peer_pb2_grpc.FederationPeerStub(channel)
         return stub
 
-    async def start(self, provider: ProviderHandler) -> None:
+    async def start(self, provider: ProviderHandler, mff_endpoint: str) -> None:
         # Incoming calls arrive through PeerServicer on the MEF's server.
         for peer in self._peers:
             self._stub(peer.system_id)  # open channels early: TLS set-up off the critical path

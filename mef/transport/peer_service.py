@@ -170,7 +170,8 @@ class PeerServicer(peer_pb2_grpc.FederationPeerServicer):
     @map_errors
     async def InstallApp(self, request, context):
         caller = self._caller(context)
-        v.require_id(request.offer_id, "offer_id")
+        if not request.offer_id or len(request.offer_id) > 128:
+            raise InvalidArgument("offer_id is required (at most 128 characters)")
         v.require_id(request.federation_id, "federation_id")
         if not request.HasField("consumer_endpoint"):
             raise InvalidArgument("consumer_endpoint is required")

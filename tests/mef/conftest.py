@@ -27,7 +27,10 @@ from mef import server as mef_server
 from mef.domain import AppSpec, OverlayEndpoint, TrafficReport, TunnelCandidate
 from mef.workflow import ConsumerSettings
 
-TRANSPORTS = ["direct"]
+TRANSPORTS = ["direct", "chain"]
+# Interval mining, as on a real network (automine makes no empty blocks, so
+# chain time would stand still while nobody transacts).
+CHAIN_BLOCK_TIME = 0.5
 
 
 @dataclass
@@ -129,8 +132,41 @@ def pki(tmp_path: Path) -> Pki:
 
 
 @pytest.fixture
+async def chain_env(transport_kind: str, tmp_path: Path) -> AsyncIterator[dict | None]:
+    """For the chain transport: anvil, a fresh Federation contract whose
+    allowlist holds the dev accounts, and one keystore per account."""
+    if transport_kind != "chain":
+        yield None
+        return
+    from mecfed.chain import federation as fedc
+    from mecfed.chain.anvil import Anvil
+    from mecfed.chain.client import ChainClient
+    from mecfed.chain.keystore import create_keystore
+
+    async with Anvil(block_time=CHAIN_BLOCK_TIME) as anvil:
+        admin = anvil.dev_accounts[0]
+        async with await ChainClient.connect(anvil.ws_url, admin) as client:
+            address = await fedc.deploy(
+                client, fedc.ALLOWLIST, [a.address for a in anvil.dev_accounts[1:]]
+            )
+        password = tmp_path / "password"
+        password.write_text("conformance")
+        keystores = []
+        for i, account in enumerate(anvil.dev_accounts[1:]):
+            path = tmp_path / f"key-{i}.json"
+            create_keystore(path, password, private_key=account.key, scrypt_n=2**4)
+            keystores.append(str(path))
+        yield {
+            "ws_url": anvil.ws_url,
+            "contract": address,
+            "password_file": str(password),
+            "keystores": keystores,
+        }
+
+
+@pytest.fixture
 async def federation_net(
-    transport_kind: str, pki: Pki, tmp_path: Path
+    transport_kind: str, pki: Pki, tmp_path: Path, chain_env: dict | None
 ) -> AsyncIterator[Callable[..., asyncio.Future]]:
     """Factory: ``await federation_net(policies)`` starts one MEF per policy,
     all registered with each other; node 0 is the consumer."""
@@ -151,6 +187,14 @@ async def federation_net(
                 backend=transport_kind,
                 offer_policy=policy,
                 state_dir=str(tmp_path / sid),
+                chain={
+                    "ws_url": chain_env["ws_url"],
+                    "contract": chain_env["contract"],
+                    "keystore": chain_env["keystores"][i],
+                    "password_file": chain_env["password_file"],
+                }
+                if chain_env
+                else {},
             )
             (tmp_path / f"{sid}.json").write_text(json.dumps(json.loads(config.to_json())))
             meo = FakeOrchestrator(sid, config.underlay_ip)

@@ -67,19 +67,25 @@ async def test_offers_above_max_price_are_not_taken(federation_net):
     assert consumer.meo.reserved == set()  # reservation released
 
 
-async def test_fewer_than_k_offers_still_federates(federation_net):
+async def test_fewer_than_k_offers_still_federates(federation_net, transport_kind):
     consumer, only = await federation_net([NO_OFFERS, fixed_policy(100)])
     # k = 3 can never be met with one provider: the consumer takes what came
-    # and does not sit out the deadline once every peer has answered.
-    fed = await run_to_end(consumer, request(k=3, timeout_ms=5000))
-    assert fed.state == ESTABLISHED
+    # when bidding closes. Directly that is as soon as every peer answered;
+    # on the chain it is the first block past the bidding deadline.
+    fed = await run_to_end(consumer, request(k=3, timeout_ms=1500))
+    assert fed.state == ESTABLISHED, fed.error.detail
     assert fed.provider_id == only.system_id
     assert fed.steps[0].name == "offer_collection"
     took = fed.steps[0].finished_at.ToNanoseconds() - fed.steps[0].started_at.ToNanoseconds()
-    assert took < 2e9
+    assert took < (1e9 if transport_kind == "direct" else 5e9)
 
 
-async def test_failed_deployment_falls_back_to_next_offer(federation_net):
+async def test_failed_deployment_falls_back_to_next_offer(federation_net, transport_kind):
+    if transport_kind == "chain":
+        pytest.skip(
+            "on the chain a failed winner is replaced only by reopen() after its confirm "
+            "window (covered by tests/contracts); the workflow reports the failure"
+        )
     consumer, broken, fine = await federation_net([NO_OFFERS, fixed_policy(100), fixed_policy(200)])
     broken.meo.fail_deploy = True
     fed = await run_to_end(consumer, request(k=2))
@@ -160,7 +166,7 @@ async def test_unreachable_provider_is_skipped(federation_net):
     )
     await slow.mef.stop(grace=0)  # down: its offer never comes
     fed = await run_to_end(consumer, request(k=2, timeout_ms=700))
-    assert fed.state == ESTABLISHED
+    assert fed.state == ESTABLISHED, fed.error.detail
     assert fed.provider_id == fast.system_id
     assert fed.traffic.sent == 5
 

@@ -1,0 +1,86 @@
+"""The Federation contract as the MEF sees it: the committed artifact, how
+its custom errors map to gRPC statuses, deployment and membership."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from mecfed import errors
+from mecfed.chain.client import ChainClient
+from mecfed.chain.sealing import pubkey_of
+
+ARTIFACT = Path(__file__).resolve().parents[2] / "contracts" / "artifacts" / "Federation.json"
+
+ALLOWLIST, MAJORITY = 0, 1
+STATE_NAMES = ("None", "Open", "Awarded", "Deployed", "Terminated", "Cancelled")
+OPEN, AWARDED, DEPLOYED = 1, 2, 3
+
+# One mapping, documented in the contract's NatSpec header.
+STATUS_BY_ERROR: dict[str, type[errors.MecfedError]] = {
+    "NotMember": errors.PermissionDenied,
+    "NotAdmin": errors.PermissionDenied,
+    "WrongPolicy": errors.FailedPrecondition,
+    "NotAllowed": errors.PermissionDenied,
+    "AlreadyMember": errors.AlreadyExists,
+    "BadName": errors.InvalidArgument,
+    "BadPublicKey": errors.InvalidArgument,
+    "NotApplicant": errors.NotFound,
+    "AlreadyApproved": errors.AlreadyExists,
+    "EscrowMismatch": errors.InvalidArgument,
+    "InvalidK": errors.InvalidArgument,
+    "InvalidWindow": errors.InvalidArgument,
+    "RequirementsTooLong": errors.InvalidArgument,
+    "PayloadTooLong": errors.InvalidArgument,
+    "UnknownService": errors.NotFound,
+    "WrongState": errors.FailedPrecondition,
+    "NotConsumer": errors.PermissionDenied,
+    "OwnService": errors.PermissionDenied,
+    "BiddingClosed": errors.DeadlineExceeded,
+    "PriceOutOfRange": errors.InvalidArgument,
+    "BidNotLower": errors.FailedPrecondition,
+    "NotEligible": errors.PermissionDenied,
+    "DeadlineNotPassed": errors.FailedPrecondition,
+    "NoBids": errors.FailedPrecondition,
+    "NotWinner": errors.PermissionDenied,
+    "ConfirmWindowOver": errors.DeadlineExceeded,
+    "NotParty": errors.PermissionDenied,
+    "TooManyRounds": errors.ResourceExhausted,
+    "NothingToWithdraw": errors.FailedPrecondition,
+}
+
+
+def status_for(error_name: str) -> type[errors.MecfedError] | None:
+    return STATUS_BY_ERROR.get(error_name)
+
+
+@cache
+def artifact() -> dict[str, Any]:
+    try:
+        return json.loads(ARTIFACT.read_text())
+    except FileNotFoundError:
+        raise errors.FailedPrecondition(
+            f"contract artifact {ARTIFACT} missing: run scripts/build_contract.sh"
+        ) from None
+
+
+def abi() -> list[dict[str, Any]]:
+    return artifact()["abi"]
+
+
+async def deploy(client: ChainClient, policy: int = ALLOWLIST, members: list[str] = ()) -> str:
+    """Deploys the contract (the sender becomes its admin); returns its address."""
+    contract, _ = await client.deploy(abi(), artifact()["bytecode"], policy, list(members))
+    return contract.address
+
+
+async def ensure_member(client: ChainClient, address: str, account: LocalAccount, name: str):
+    """Registers ``account`` under ``name`` unless it already is a member."""
+    contract = client.contract(address, abi())
+    if await client.call(contract.functions.isMember(account.address)):
+        return
+    await client.transact(contract.functions.register(name, pubkey_of(account)))
