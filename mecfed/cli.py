@@ -33,7 +33,13 @@ def _testbed(args: argparse.Namespace) -> int:
     testbed = Testbed(name=args.testbed, subnet=args.subnet)
     if args.action == "up":
         state = asyncio.run(
-            testbed.up(args.systems, backend=args.backend, vim=args.vim, image=args.image)
+            testbed.up(
+                args.systems,
+                backend=args.backend,
+                vim=args.vim,
+                image=args.image,
+                block_time=args.block_time,
+            )
         )
         for s in state.systems:
             print(f"{s.system_id}\t{s.role}\t{s.underlay_ip}\t{s.config_path}")
@@ -86,6 +92,12 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--image", default="mecfed/echo:1", help="app image to federate")
         sp.add_argument("--testbed", default="mecfed", help="testbed name (prefix of its links)")
         sp.add_argument("--subnet", default="10.213.0.0/16", help="testbed underlay subnet")
+        sp.add_argument(
+            "--block-time",
+            type=float,
+            default=1.0,
+            help="chain backend: block period of the local chain in seconds",
+        )
 
     demo = sub.add_parser("demo", help="bring up a testbed, federate, report, tear down")
     testbed_options(demo)
@@ -102,9 +114,6 @@ def parser() -> argparse.ArgumentParser:
         help="offers to wait for (default: 1 below 10 systems, else 2)",
     )
     demo.add_argument("--offer-timeout-ms", type=int, default=3000)
-    demo.add_argument(
-        "--block-time", type=float, default=1.0, help="chain backend: block period in seconds"
-    )
     demo.set_defaults(func=_demo)
 
     tb = sub.add_parser("testbed", help="bring a testbed up or down")

@@ -225,6 +225,7 @@ async def run_demo(options: DemoOptions) -> dict[str, Any]:
                 backend=options.backend,
                 vim=options.vim,
                 image=options.image,
+                block_time=options.block_time,
             )
         consumers = [s for s in state.systems if s.role == "consumer"]
         providers = [s for s in state.systems if s.role == "provider"]

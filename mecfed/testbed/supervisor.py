@@ -69,12 +69,13 @@ def start(
     name: str,
     argv: Sequence[str],
     *,
-    namespace: str,
+    namespace: str | None,
     testbed: str,
     run_dir: Path,
     env: Mapping[str, str] | None = None,
 ) -> Process:
-    """Starts ``argv`` inside network namespace ``namespace``.
+    """Starts ``argv`` inside network namespace ``namespace`` (None: the
+    caller's own, e.g. the chain node on the underlay gateway).
 
     Output goes to ``run_dir/<name>.log``, the pid to ``run_dir/<name>.pid``.
     The child gets its own session so that signals aimed at the caller (e.g.
@@ -85,7 +86,11 @@ def start(
     log_path = run_dir / f"{name}.log"
     child_env = {**os.environ, **(env or {}), TAG_ENV: testbed, "PYTHONUNBUFFERED": "1"}
     libc = _libc()
-    ns_fd = os.open(f"{netns.NETNS_RUN_DIR}/{namespace}", os.O_RDONLY | os.O_CLOEXEC)
+    ns_fd = (
+        os.open(f"{netns.NETNS_RUN_DIR}/{namespace}", os.O_RDONLY | os.O_CLOEXEC)
+        if namespace
+        else -1
+    )
     try:
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
@@ -97,10 +102,11 @@ def start(
                 start_new_session=True,
                 # Runs in the child between fork and exec; flags=0 so a
                 # missing namespace fails instead of being created.
-                preexec_fn=lambda: netns.setns(ns_fd, flags=0, libc=libc),
+                preexec_fn=(lambda: netns.setns(ns_fd, flags=0, libc=libc)) if namespace else None,
             )
     finally:
-        os.close(ns_fd)
+        if namespace:
+            os.close(ns_fd)
     (run_dir / f"{name}.pid").write_text(f"{popen.pid}\n")
     return Process(name=name, pid=popen.pid, log_path=log_path, popen=popen)
 

@@ -22,6 +22,7 @@ import ipaddress
 import json
 import logging
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -93,6 +94,8 @@ class TestbedState:
     namespaces: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     systems: list[SystemState] = field(default_factory=list)
+    # Chain backend: {"ws_url", "contract", "pid"}.
+    chain: dict[str, Any] = field(default_factory=dict)
 
     @property
     def consumers(self) -> list[SystemState]:
@@ -181,6 +184,7 @@ class Testbed:
         image: str = "mecfed/echo:1",
         offer_policies: Mapping[str, dict[str, Any]] | None = None,
         seed: int = 0,
+        block_time: float | None = 1.0,
     ) -> TestbedState:
         """Brings up ``n`` MEC systems and waits until every MEF and MEO
         answers the gRPC health check.
@@ -202,6 +206,7 @@ class Testbed:
             "image": image,
             "offer_policies": dict(offer_policies or {}),
             "seed": seed,
+            "block_time": block_time if backend == "chain" else None,
             "base_port": self.base_port,
         }
         # Reuse only a complete testbed with the same parameters; anything
@@ -230,6 +235,9 @@ class Testbed:
         state.systems = await asyncio.to_thread(self._plan_systems, roles, state)
         self._save(state)
         await asyncio.to_thread(self._build_network, state)
+        if params["backend"] == "chain":
+            await self._ensure_chain(state, params)
+            self._save(state)
         for system in state.systems:
             self._config(system, state, params).save(system.config_path)
 
@@ -329,7 +337,68 @@ class Testbed:
             vim=params["vim"],
             offer_policy=dict(policy),
             state_dir=str(Path(system.run_dir) / "meo"),
+            chain=self._chain_config(system, state),
         )
+
+    # -- chain backend -------------------------------------------------------
+
+    def _chain_config(self, system: SystemState, state: TestbedState) -> dict[str, Any]:
+        if not state.chain:
+            return {}
+        keys = Path(system.run_dir) / "chain"
+        return {
+            "ws_url": state.chain["ws_url"],
+            "contract": state.chain["contract"],
+            "keystore": str(keys / "key.json"),
+            "password_file": str(keys / "password"),
+        }
+
+    async def _ensure_chain(self, state: TestbedState, params: dict[str, Any]) -> None:
+        """The local chain: anvil on the underlay gateway (every system
+        reaches it, as it would reach its own Besu node), the Federation
+        contract with every system's address on its allowlist, one encrypted
+        keystore per system and funds for gas and escrow."""
+        from mecfed.chain import federation as fedc
+        from mecfed.chain.anvil import Anvil
+        from mecfed.chain.keystore import create_keystore
+
+        pid = state.chain.get("pid")
+        if pid and supervisor.is_tagged(pid, self.name) and supervisor._alive(pid):
+            return
+        anvil = Anvil(
+            host=str(self.underlay.gateway),
+            port=self.base_port - 1,
+            block_time=params["block_time"],
+        )
+        chain_dir = self.state_dir / "chain"
+        proc = supervisor.start(
+            "anvil", anvil._command(), namespace=None, testbed=self.name, run_dir=chain_dir
+        )
+        self._procs[proc.pid] = proc
+        state.chain = {"ws_url": anvil.ws_url, "pid": proc.pid}
+        self._save(state)
+        addresses = []
+        for system in state.systems:
+            keys = Path(system.run_dir) / "chain"
+            keys.mkdir(parents=True, exist_ok=True)
+            password = keys / "password"
+            password.write_text(secrets.token_urlsafe(24))
+            password.chmod(0o600)
+            # Lighter scrypt than the production default: N systems unlock
+            # their keys at once on a 2-core machine.
+            addresses.append(
+                await asyncio.to_thread(
+                    create_keystore, keys / "key.json", password, scrypt_n=2**14, overwrite=True
+                )
+            )
+        admin = anvil.dev_accounts[0]
+        client = await _connect_when_ready(anvil.ws_url, admin, proc)
+        try:
+            state.chain["contract"] = await fedc.deploy(client, fedc.ALLOWLIST, addresses)
+            receipts = [client.transfer(a, 100 * 10**18) for a in addresses]
+            await asyncio.gather(*receipts)
+        finally:
+            await client.close()
 
     def _ensure_process(
         self, state: TestbedState, system: SystemState, component: str
@@ -396,6 +465,24 @@ class Testbed:
                 shutil.rmtree(Path(s.run_dir) / "meo", ignore_errors=True)
             self._save(state)
         log.info("testbed %s down", self.name)
+
+
+async def _connect_when_ready(ws_url: str, account: Any, proc: supervisor.Process) -> Any:
+    from mecfed.chain.client import ChainClient
+    from mecfed.errors import Unavailable
+
+    deadline = time.monotonic() + 30
+    delay = 0.05
+    while True:
+        try:
+            return await ChainClient.connect(ws_url, account, connect_attempts=1)
+        except (Unavailable, OSError) as exc:
+            if not proc.alive():
+                raise supervisor.NotHealthy(f"anvil exited: {proc.log_tail()}") from exc
+            if time.monotonic() > deadline:
+                raise supervisor.NotHealthy(f"anvil not answering at {ws_url}: {exc}") from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def default_policy(system: SystemState, state: TestbedState, seed: int) -> dict[str, Any]:
