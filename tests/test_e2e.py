@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from mecfed import security
 from mecfed.config import SystemConfig, TlsPaths
-from mecfed.testbed import Testbed
+from mecfed.testbed import Testbed, supervisor
 from mecfed.testbed import netns as tb_netns
 from mecfed.testbed.pki import Pki
 from mecfed.v1 import common_pb2, federator_pb2, federator_pb2_grpc, peer_pb2, peer_pb2_grpc
@@ -36,14 +36,18 @@ pytestmark = [
 IMAGE = "mecfed/echo:1"
 
 
-def leftovers(name: str) -> dict[str, list[str]]:
+def leftovers(name: str) -> dict[str, list]:
     client = docker.from_env()
     containers = client.containers.list(all=True, filters={"label": f"mecfed.testbed={name}"})
-    return {
+    found = {
         "namespaces": tb_netns.testbed_namespaces(name),
         "links": tb_netns.testbed_links(name),
         "containers": [c.name for c in containers],
     }
+    processes = supervisor.find_tagged(name)  # MEFs, MEOs and the chain node
+    if processes:
+        found["processes"] = processes
+    return found
 
 
 def run_demo(*args: str) -> tuple[int, dict]:
@@ -58,15 +62,28 @@ def run_demo(*args: str) -> tuple[int, dict]:
     return proc.returncode, json.loads(lines[-1])
 
 
-@pytest.mark.parametrize("vim", ["docker", "netns"])
-def test_demo_federates_with_zero_loss_and_leaves_nothing(vim: str) -> None:
-    name = f"mfd{vim[0]}"
+@pytest.mark.parametrize(
+    ("backend", "vim"), [("direct", "docker"), ("direct", "netns"), ("chain", "docker")]
+)
+def test_demo_federates_with_zero_loss_and_leaves_nothing(backend: str, vim: str) -> None:
+    name = f"mfd{backend[0]}{vim[0]}"
     rc, result = run_demo(
-        "--systems", "2", "--vim", vim, "--testbed", name, "--subnet", "10.217.0.0/16"
+        "--backend",
+        backend,
+        "--systems",
+        "2",
+        "--vim",
+        vim,
+        "--block-time",
+        "1",
+        "--testbed",
+        name,
+        "--subnet",
+        "10.217.0.0/16",
     )
     assert rc == 0, result
     assert result["ok"] is True
-    assert result["backend"] == "direct" and result["systems"] == 2
+    assert result["backend"] == backend and result["systems"] == 2
     (fed,) = result["federations"]
     assert fed["consumer"] == "mec-01" and fed["provider"] == "mec-02"
     assert fed["traffic"] == {**fed["traffic"], "sent": 20, "received": 20, "loss": 0.0}
