@@ -63,6 +63,37 @@ def _meo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chain(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from mecfed.chain import federation as fedc
+    from mecfed.chain.client import ChainClient
+    from mecfed.chain.keystore import create_keystore, load_key
+
+    if args.action == "keystore":
+        address = create_keystore(args.keystore, args.password_file)
+        print(address)
+        return 0
+
+    async def deploy() -> str:
+        account = load_key(args.keystore, args.password_file)
+        policy = fedc.MAJORITY if args.policy == "majority" else fedc.ALLOWLIST
+        async with await ChainClient.connect(
+            args.ws_url, account, status_for=fedc.status_for
+        ) as client:
+            return await fedc.deploy(client, policy, args.member)
+
+    address = asyncio.run(deploy())
+    record = Path(args.record)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(
+        json.dumps({"contract": address, "ws_url": args.ws_url, "policy": args.policy}) + "\n"
+    )
+    print(address)
+    return 0
+
+
 def _image(args: argparse.Namespace) -> int:
     from meo.image import build_image
 
@@ -127,6 +158,32 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", required=True, help="system configuration JSON file")
         sp.set_defaults(func=func)
 
+    chain = sub.add_parser("chain", help="Federation contract tools (any JSON-RPC node, e.g. Besu)")
+    chain.add_argument(
+        "action",
+        choices=("deploy", "keystore"),
+        help="deploy: deploy the contract (the key becomes its admin); "
+        "keystore: create an encrypted key file",
+    )
+    chain.add_argument("--ws-url", default="ws://127.0.0.1:8545", help="node WebSocket URL")
+    chain.add_argument("--keystore", required=True, help="encrypted key file")
+    chain.add_argument("--password-file", required=True, help="file holding its password")
+    chain.add_argument(
+        "--policy",
+        choices=("allowlist", "majority"),
+        default="allowlist",
+        help="admission: admin-kept allowlist or majority approval",
+    )
+    chain.add_argument(
+        "--member", action="append", default=[], help="address admitted from the start (repeatable)"
+    )
+    chain.add_argument(
+        "--record",
+        default="/var/lib/mecfed/chain.json",
+        help="where to record the deployed address",
+    )
+    chain.set_defaults(func=_chain)
+
     img = sub.add_parser("image", help="build the test app image locally (no registry)")
     img.add_argument("action", choices=("build",))
     img.add_argument("--tag", default="mecfed/echo:1")
@@ -135,8 +192,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mecfed.errors import MecfedError
+
     args = parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (MecfedError, ValueError, OSError) as exc:
+        # Operators get the message, not a traceback.
+        message = exc.message if isinstance(exc, MecfedError) else str(exc)
+        print(f"mecfed {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
