@@ -6,6 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 set -e
 scripts/check_generated.sh
+scripts/build_contract.sh --check
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 set +e

@@ -51,6 +51,8 @@ STATUS_BY_ERROR: dict[str, type[errors.MecfedError]] = {
     "NotParty": errors.PermissionDenied,
     "TooManyRounds": errors.ResourceExhausted,
     "NothingToWithdraw": errors.FailedPrecondition,
+    "TransferFailed": errors.Unavailable,
+    "Reentrancy": errors.FailedPrecondition,
 }
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
+import itertools
 import json
 import logging
 import math
@@ -55,7 +57,6 @@ from mecfed.errors import (
     FailedPrecondition,
     InvalidArgument,
     MecfedError,
-    NotFound,
     PermissionDenied,
     Unavailable,
     from_rpc_error,
@@ -89,8 +90,11 @@ def _canonical(kind: str, body: dict[str, Any]) -> bytes:
 
 
 def _endpoint_body(ep: OverlayEndpoint) -> dict[str, Any]:
-    # Short keys: sealed endpoints travel in calldata (the contract caps them).
-    body: dict[str, Any] = {"u": ep.underlay_ip, "s": ep.subnet, "a": list(ep.app_ips)}
+    # Compact: sealed endpoints travel in calldata and the contract caps them
+    # at 256 bytes, so app addresses go as host offsets within the subnet.
+    net = ipaddress.IPv4Network(ep.subnet)
+    offsets = [int(ipaddress.IPv4Address(ip)) - int(net.network_address) for ip in ep.app_ips]
+    body: dict[str, Any] = {"u": ep.underlay_ip, "s": ep.subnet, "a": offsets}
     if ep.vni:
         body["v"], body["p"] = ep.vni, ep.udp_port
     return body
@@ -98,10 +102,12 @@ def _endpoint_body(ep: OverlayEndpoint) -> dict[str, Any]:
 
 def _endpoint_from(body: dict[str, Any]) -> OverlayEndpoint:
     try:
-        return OverlayEndpoint(
-            body["u"], body["s"], tuple(body["a"]), body.get("v", 0), body.get("p", 0)
-        )
-    except (KeyError, TypeError) as exc:
+        net = ipaddress.IPv4Network(body["s"])
+        ips = tuple(str(net.network_address + int(o)) for o in body["a"])
+        if any(ipaddress.IPv4Address(ip) not in net for ip in ips):
+            raise ValueError("app address outside the subnet")
+        return OverlayEndpoint(body["u"], body["s"], ips, body.get("v", 0), body.get("p", 0))
+    except (KeyError, TypeError, ValueError) as exc:
         raise InvalidArgument(f"malformed endpoint details: {exc}") from None
 
 
@@ -223,6 +229,7 @@ class ChainTransport:
         account: LocalAccount,
         tls: TlsPaths,
         confirm_window: int = CONFIRM_WINDOW_S,
+        block_period: int | None = None,
     ) -> None:
         self.system_id = system_id
         self.client = client
@@ -240,7 +247,7 @@ class ChainTransport:
         self._won: dict[str, _Won] = {}  # service id -> what we bid on
         self._tasks: set[asyncio.Task[Any]] = set()
         self._channels: dict[str, grpc.aio.Channel] = {}
-        self._period: int | None = None
+        self._period: int | None = block_period
         self.gate = ChainGate(self)
 
     # --- plumbing ----------------------------------------------------------
@@ -437,16 +444,20 @@ class ChainTransport:
         auction.winner = winner
 
     async def _block_period(self) -> int:
-        """Seconds between the last two blocks (at least 1; block timestamps
-        are whole seconds)."""
-        if self._period is None:
-            latest = await self.client.request("eth_getBlockByNumber", ["latest", False])
-            number = _int(latest["number"])
-            if number == 0:
-                return 1
-            parent = await self.client.request("eth_getBlockByNumber", [hex(number - 1), False])
-            self._period = max(1, _int(latest["timestamp"]) - _int(parent["timestamp"]))
-        return self._period
+        """The chain's block period in whole seconds: configured, else the
+        median of the last few block intervals (at least 1)."""
+        if self._period is not None:
+            return self._period
+        latest = await self.client.request("eth_getBlockByNumber", ["latest", False])
+        number, stamps = _int(latest["number"]), [_int(latest["timestamp"])]
+        for n in range(number - 1, max(number - 6, -1), -1):
+            block = await self.client.request("eth_getBlockByNumber", [hex(n), False])
+            stamps.append(_int(block["timestamp"]))
+        intervals = sorted(a - b for a, b in itertools.pairwise(stamps))
+        period = max(1, intervals[len(intervals) // 2]) if intervals else 1
+        if len(intervals) >= 3:
+            self._period = period  # enough history to trust it
+        return period
 
     async def _wait_chain_time(self, timestamp: int) -> None:
         heads = self.client.new_heads()
@@ -586,22 +597,50 @@ class ChainTransport:
         return None
 
     async def terminate(self, federation_id: str, provider_id: str, app_instance_id: str) -> None:
+        """Ends the service on-chain from whatever state it reached, so no
+        escrow stays locked: Deployed -> terminate, Open -> cancel, Awarded
+        to a winner that never confirmed -> reopen + cancel once its confirm
+        window is over (in the background)."""
         auction = self._auctions.get(federation_id)
         if auction is None:
-            raise NotFound(f"{federation_id} was never announced on the chain")
-        # The provider releases on the ServiceTerminated log; ask it directly
-        # too when the hand-off was direct, so it need not wait for a block.
-        if app_instance_id.startswith("inst-") and auction.mff is not None:
+            return  # never announced: nothing on the chain
+        # Ask the provider directly too, so it need not wait for a block.
+        if app_instance_id and auction.mff is not None:
             with contextlib.suppress(MecfedError, grpc.RpcError):
                 await self._peer_stub(*auction.mff).RemoveApp(
                     peer_pb2.AppInstanceRequest(app_instance_id=app_instance_id), timeout=30
                 )
-        state = await self.client.call(self.contract.functions.stateOf(auction.service_id))
+        fns = self.contract.functions
+        state = await self.client.call(fns.stateOf(auction.service_id))
+        if state == fedc.AWARDED and app_instance_id and auction.winner:
+            # A direct hand-off succeeded; its on-chain confirmation is due.
+            with contextlib.suppress(MecfedError, TimeoutError):
+                await asyncio.wait_for(
+                    self._await_confirmation(auction.service_id, auction.winner),
+                    3 * await self._block_period() + 5,
+                )
+            state = await self.client.call(fns.stateOf(auction.service_id))
         if state == fedc.DEPLOYED:
-            await self.client.transact(self.contract.functions.terminate(auction.service_id))
+            await self.client.transact(fns.terminate(auction.service_id))
         elif state == fedc.OPEN:
-            with contextlib.suppress(FailedPrecondition):
-                await self.client.transact(self.contract.functions.cancel(auction.service_id))
+            await self.client.transact(fns.cancel(auction.service_id))
+        elif state == fedc.AWARDED:
+            self._spawn(self._recover_escrow(auction.service_id), f"escrow {auction.service_id}")
+            return
+        self._spawn(self._withdraw(), "withdraw")
+
+    async def _recover_escrow(self, service_id: str) -> None:
+        fns = self.contract.functions
+        view = await self.client.call(fns.serviceOf(service_id))
+        await self._wait_chain_time(int(view[6]) + 1)  # confirm deadline passed
+        await self.client.transact(fns.reopen(service_id, 1))
+        await self.client.transact(fns.cancel(service_id))
+        await self._withdraw()
+
+    async def _withdraw(self) -> None:
+        fns = self.contract.functions
+        if await self.client.call(fns.credits(self.address)):
+            await self.client.transact(fns.withdraw())
 
     # --- provider side -----------------------------------------------------
 

@@ -1,0 +1,122 @@
+"""Gas budget, measured on anvil with realistic payloads and asserted. Run with -s to see the table.
+
+Payloads: sealed endpoints as the MEF produces them (mecfed/chain/sealing.py: compact ECIES of
+`MEF_ENDPOINT`, 94 bytes), exactly 100 random bytes, and eciespy's default format (111 bytes);
+requirements ~150 bytes (app spec + W3C traceparent).
+
+Why the first bid cannot go far below 60k: 21,000 intrinsic + ~2.8k calldata + 4 cold slot reads
+(member, service head, auction word, bid slot: 8,400) + the fresh (service, provider) bid slot
+(20,000) + rewriting the auction word (2,900) + LOG4 with the sealed endpoint (~3.4-3.7k) = ~58.6k
+before any opcode; dispatch + ABI decoding + the hand-written body add ~1.2k.
+The k-th bid also emits ServiceAwarded (LOG4, 2.1k) and, unless the k-th bidder is the new best,
+reads the winner's address (2.1k).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .conftest import MEF_ENDPOINT, PRICE, REQ, Setup, announce, make_actor, seal
+
+BID_BUDGET = 60_000  # first bid, MEF-format sealed endpoint (94 bytes)
+BID_BUDGET_100B = 60_300  # first bid, 100-byte sealed endpoint: measured 60.1k (see README)
+KTH_BID_BUDGET = 65_000  # k-th bid (auto-award), any of the payloads above
+FEDERATION_BUDGET = 300_000  # announce + 2 bids + sendConsumerEndpoint + confirmDeployment
+BLOCK = 16_000_000
+
+
+def _federation(setup: Setup, payload) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    c, fed = setup.chain, setup.fed
+    cons, p1, p2 = setup.members[:3]
+    sid, rcpt_a = announce(setup, cons, max_price=10 * PRICE, k=2)
+    r_b1 = c.send(fed.functions.bid(sid, 4 * PRICE + 12345, payload(cons)), p1)
+    r_b2 = c.send(fed.functions.bid(sid, 5 * PRICE + 54321, payload(cons)), p2)  # k-th
+    assert c.events(fed, r_b2, "ServiceAwarded")
+    r_ce = c.send(fed.functions.sendConsumerEndpoint(sid, payload(p1)), cons)
+    r_cf = c.send(fed.functions.confirmDeployment(sid, payload(cons)), p1)
+    # k-th bid that is also the new best (no winner lookup); a strictly lower re-bid
+    sid2, _ = announce(setup, cons, max_price=10 * PRICE, k=2)
+    c.send(fed.functions.bid(sid2, 5 * PRICE + 1, payload(cons)), p1)
+    r_b2best = c.send(fed.functions.bid(sid2, 4 * PRICE + 1, payload(cons)), p2)
+    sid3, _ = announce(setup, cons, max_price=10 * PRICE, k=3)
+    c.send(fed.functions.bid(sid3, 5 * PRICE + 1, payload(cons)), p1)
+    r_rebid = c.send(fed.functions.bid(sid3, 4 * PRICE + 1, payload(cons)), p1)
+    r_wd = c.send(fed.functions.withdraw(), p1)
+    g = {
+        "announce (150-byte requirements)": rcpt_a.gasUsed,
+        "bid: first": r_b1.gasUsed,
+        "bid: k-th, auto-award, winner elsewhere": r_b2.gasUsed,
+        "bid: k-th, auto-award, bidder is best": r_b2best.gasUsed,
+        "bid: re-bid lower": r_rebid.gasUsed,
+        "sendConsumerEndpoint": r_ce.gasUsed,
+        "confirmDeployment": r_cf.gasUsed,
+        "withdraw": r_wd.gasUsed,
+    }
+    g["FEDERATION (announce+2 bids+CE+confirm)"] = (
+        g["announce (150-byte requirements)"]
+        + g["bid: first"]
+        + g["bid: k-th, auto-award, winner elsewhere"]
+        + g["sendConsumerEndpoint"]
+        + g["confirmDeployment"]
+    )
+    return g
+
+
+def test_gas_federation_with_two_bids(setup: Setup) -> None:
+    assert 100 <= len(REQ) <= 200
+    payloads = {
+        "mef94": lambda who: seal(who, MEF_ENDPOINT, compact=True),
+        "raw100": lambda who: os.urandom(100),
+        "ecies111": lambda who: seal(who, b"10.0.0.11:50051"),
+    }
+    assert len(payloads["mef94"](setup.members[0])) == 94
+    assert len(payloads["ecies111"](setup.members[0])) == 112
+    results = {}
+    for name, payload in payloads.items():
+        snap = setup.chain.rpc("evm_snapshot")
+        results[name] = _federation(setup, payload)
+        setup.chain.rpc("evm_revert", [snap])
+    print("\n  gas used (tx gasUsed)" + "".join(f"{n:>10s}" for n in results))
+    for row in results["mef94"]:
+        print(f"  {row:42s}" + "".join(f"{r[row]:>10,}" for r in results.values()))
+    assert results["mef94"]["bid: first"] <= BID_BUDGET
+    assert results["mef94"]["bid: re-bid lower"] <= BID_BUDGET
+    assert results["raw100"]["bid: first"] <= BID_BUDGET_100B
+    for r in results.values():
+        assert r["bid: k-th, auto-award, winner elsewhere"] <= KTH_BID_BUDGET
+        assert r["bid: k-th, auto-award, bidder is best"] <= KTH_BID_BUDGET
+        assert r["FEDERATION (announce+2 bids+CE+confirm)"] <= FEDERATION_BUDGET
+
+
+def test_gas_round_of_24_announcements_fits_one_block(setup: Setup) -> None:
+    """24 consumers each announce (k=6) and receive 6 bids; the sum must fit a 16M block."""
+    c, fed = setup.chain, setup.fed
+    actors = list(setup.members)
+    for i in range(24 + 6 - len(actors)):
+        a = make_actor(f"round-{i}")
+        c.fund(a.address)
+        c.send(fed.functions.allow(a.address), setup.admin)
+        c.send(fed.functions.register(f"mef-r{i}", a.pubkey), a)
+        actors.append(a)
+    consumers = actors[:24]
+    sids = []
+    total_announce = total_bids = 0
+    for cons in consumers:
+        sid, rcpt = announce(setup, cons, max_price=10 * PRICE, k=6)
+        total_announce += rcpt.gasUsed
+        sids.append(sid)
+    max_bid = 0
+    for i, (cons, sid) in enumerate(zip(consumers, sids, strict=True)):
+        providers = [a for a in actors if a is not cons][i % 7 : i % 7 + 6]
+        sealed = seal(cons, MEF_ENDPOINT, compact=True)
+        for j, p in enumerate(providers):
+            rcpt = c.send(fed.functions.bid(sid, (9 - j) * PRICE + i, sealed), p)
+            total_bids += rcpt.gasUsed
+            max_bid = max(max_bid, rcpt.gasUsed)
+        assert fed.functions.stateOf(sid).call() == 2  # closed by the 6th bid
+    total = total_announce + total_bids
+    print(
+        f"\n  round: 24 announce {total_announce:,} + 144 bids {total_bids:,} = {total:,} gas "
+        f"({100 * total / BLOCK:.1f}% of a 16M block; max single bid {max_bid:,})"
+    )
+    assert total <= BLOCK
