@@ -5,6 +5,7 @@ configuration, and one gRPC server carrying Mfm (for the local MEO) and Mff
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -151,7 +152,15 @@ async def chain_transport(config: SystemConfig) -> MffTransport:
         raise ValueError(f"chain backend needs config.chain keys {sorted(missing)}")
     account = load_key(chain["keystore"], chain["password_file"])
     client = await ChainClient.connect(chain["ws_url"], account, status_for=status_for)
-    return ChainTransport(config.system_id, client, chain["contract"], account, config.tls)
+    period = chain.get("block_period")
+    return ChainTransport(
+        config.system_id,
+        client,
+        chain["contract"],
+        account,
+        config.tls,
+        block_period=max(1, math.ceil(period)) if period else None,
+    )
 
 
 async def serve_forever(config: SystemConfig) -> None:

@@ -283,14 +283,13 @@ class ConsumerWorkflow:
         self._set(self.store.get(fed.federation_id), state=FederationState.FAILED, error=problem)
 
     async def _rollback(self, fed: Federation) -> None:
-        """Releases both sides; each half is tried even if the other fails."""
-        if fed.app_instance_id and fed.provider_id:
-            try:
-                await self.transport.terminate(
-                    fed.federation_id, fed.provider_id, fed.app_instance_id
-                )
-            except Exception as exc:
-                log.warning("%s: provider release failed: %s", fed.federation_id, exc)
+        """Releases both sides; each half is tried even if the other fails.
+        The transport is told even when nothing was deployed, so that it can
+        settle what it holds (e.g. the chain escrow of an announcement)."""
+        try:
+            await self.transport.terminate(fed.federation_id, fed.provider_id, fed.app_instance_id)
+        except Exception as exc:
+            log.warning("%s: provider release failed: %s", fed.federation_id, exc)
         try:
             await self.orchestrator.release(fed.federation_id)
         except Exception as exc:

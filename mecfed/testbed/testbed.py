@@ -351,6 +351,7 @@ class Testbed:
             "contract": state.chain["contract"],
             "keystore": str(keys / "key.json"),
             "password_file": str(keys / "password"),
+            "block_period": state.params.get("block_time"),
         }
 
     async def _ensure_chain(self, state: TestbedState, params: dict[str, Any]) -> None:

@@ -152,6 +152,8 @@ class DirectTransport:
         )
 
     async def terminate(self, federation_id: str, provider_id: str, app_instance_id: str) -> None:
+        if not (provider_id and app_instance_id):
+            return  # nothing was installed anywhere
         try:
             await self._stub(provider_id).RemoveApp(
                 peer_pb2.AppInstanceRequest(app_instance_id=app_instance_id), timeout=60
