@@ -248,6 +248,7 @@ class ChainTransport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._period: int | None = block_period
+        self._member_ready = asyncio.Event()
         self.gate = ChainGate(self)
 
     # --- plumbing ----------------------------------------------------------
@@ -291,19 +292,22 @@ class ChainTransport:
     async def start(self, provider: ProviderHandler, mff_endpoint: str) -> None:
         self._provider = provider
         self._mff_endpoint = mff_endpoint
-        await fedc.ensure_member(self.client, self._contract_address, self.account, self.system_id)
+        # Listen from the current block on *before* registering: an
+        # announcement in the block that admits us must not slip past.
+        head = await self.client.block_number()
         me = _address_topic(self.address)
         streams = {
-            "announcements": self._stream(["ServiceAnnounced"]),
-            "endpoints": self._stream(["ConsumerEndpoint"], None, None, me),
-            "terminations": self._stream(["ServiceTerminated"]),
+            "announcements": self._stream(["ServiceAnnounced"], from_block=head),
+            "endpoints": self._stream(["ConsumerEndpoint"], None, None, me, from_block=head),
+            "terminations": self._stream(["ServiceTerminated"], from_block=head),
         }
         self._spawn(self._serve(streams["announcements"], self._on_announced), "announcements")
         self._spawn(self._serve(streams["endpoints"], self._on_consumer_endpoint), "endpoints")
         self._spawn(self._serve(streams["terminations"], self._on_terminated), "terminations")
-        # Serving only once subscribed, so no announcement slips past us.
         for stream in streams.values():
             await stream.wait_live(timeout=30)
+        await fedc.ensure_member(self.client, self._contract_address, self.account, self.system_id)
+        self._member_ready.set()
 
     async def _serve(self, stream: Any, handler: Any) -> None:
         try:
