@@ -23,6 +23,7 @@ def _demo(args: argparse.Namespace) -> int:
             block_time=args.block_time,
             testbed_name=args.testbed,
             subnet=args.subnet,
+            otlp_endpoint=args.otlp_endpoint,
         )
     )
 
@@ -94,6 +95,27 @@ def _chain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trace(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mecfed.demo import TRACE_FILE
+    from mecfed.trace_view import find_traces, load_jsonl, render_waterfall
+
+    path = Path(args.file or TRACE_FILE)
+    if not path.exists():
+        print(f"mecfed trace: no spans at {path}; run `mecfed demo` first", file=sys.stderr)
+        return 2
+    spans = load_jsonl(path)
+    ids = find_traces(spans, "federation_id", args.federation_id) or [
+        t for t in {s["trace_id"] for s in spans} if t == args.federation_id
+    ]
+    if not ids:
+        print(f"mecfed trace: no trace for {args.federation_id} in {path}", file=sys.stderr)
+        return 2
+    print(render_waterfall(spans, ids[-1]))
+    return 0
+
+
 def _image(args: argparse.Namespace) -> int:
     from meo.image import build_image
 
@@ -145,6 +167,12 @@ def parser() -> argparse.ArgumentParser:
         help="offers to wait for (default: 1 below 10 systems, else 2)",
     )
     demo.add_argument("--offer-timeout-ms", type=int, default=3000)
+    demo.add_argument(
+        "--otlp-endpoint",
+        default=None,
+        help="OTLP gRPC collector for traces, e.g. http://127.0.0.1:4317 (Jaeger); "
+        "default OTEL_EXPORTER_OTLP_ENDPOINT, else the demo collects spans itself",
+    )
     demo.set_defaults(func=_demo)
 
     tb = sub.add_parser("testbed", help="bring a testbed up or down")
@@ -183,6 +211,11 @@ def parser() -> argparse.ArgumentParser:
         help="where to record the deployed address",
     )
     chain.set_defaults(func=_chain)
+
+    tr = sub.add_parser("trace", help="print a federation's trace as a terminal waterfall")
+    tr.add_argument("federation_id", help="federation id (or trace id)")
+    tr.add_argument("--file", default=None, help="spans JSONL (default: the last demo's)")
+    tr.set_defaults(func=_trace)
 
     img = sub.add_parser("image", help="build the test app image locally (no registry)")
     img.add_argument("action", choices=("build",))

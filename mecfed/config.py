@@ -55,6 +55,10 @@ class SystemConfig:
     state_dir: str = "/var/lib/mecfed"
     # Chain backend: {"ws_url", "contract", "keystore", "password_file"}.
     chain: dict[str, Any] = field(default_factory=dict)
+    # OTLP gRPC collector for traces ("" = OTEL_EXPORTER_OTLP_ENDPOINT, or off).
+    otlp_endpoint: str = ""
+    # This system's role ("consumer", "provider"), recorded in trace resources.
+    role: str = ""
 
     @property
     def meo_target(self) -> str:

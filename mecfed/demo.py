@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,8 +18,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from mecfed import security
+from mecfed import security, tracing
+from mecfed.collector import SpanCollector
 from mecfed.config import SystemConfig
+from mecfed.trace_view import find_traces, render_waterfall
 from mecfed.v1 import common_pb2, federator_pb2, federator_pb2_grpc
 from mecfed.v1 import orchestrator_pb2 as meo_pb
 from mecfed.v1 import orchestrator_pb2_grpc as meo_grpc
@@ -44,6 +47,7 @@ class DemoOptions:
     block_time: float = 1.0
     testbed_name: str = "mecfed"
     subnet: str = "10.213.0.0/16"
+    otlp_endpoint: str | None = None
 
 
 @dataclass
@@ -200,7 +204,30 @@ def print_timeline(console: Console, outcomes: Sequence[Outcome]) -> None:
             console.print(f"  [red]error:[/] {s['error']}")
 
 
+TRACE_FILE = Path("/var/lib/mecfed/traces/spans.jsonl")
+
+
 async def run_demo(options: DemoOptions) -> dict[str, Any]:
+    """With an OTLP endpoint (``--otlp-endpoint`` or OTEL_EXPORTER_OTLP_ENDPOINT)
+    every process exports its spans there (e.g. Jaeger); otherwise the demo
+    collects them itself into TRACE_FILE for ``mecfed trace``."""
+    endpoint = tracing.resolve_endpoint(options.otlp_endpoint)
+    if endpoint:
+        return await _run_demo(options, endpoint, None)
+    await asyncio.to_thread(_fresh_trace_file)
+    # All interfaces: the testbed's processes reach it via the underlay gateway.
+    async with SpanCollector("0.0.0.0", 0, jsonl_path=TRACE_FILE) as collector:
+        return await _run_demo(options, f"http://127.0.0.1:{collector.port}", collector)
+
+
+def _fresh_trace_file() -> None:
+    TRACE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    TRACE_FILE.unlink(missing_ok=True)
+
+
+async def _run_demo(
+    options: DemoOptions, otlp_endpoint: str, collector: SpanCollector | None
+) -> dict[str, Any]:
     from mecfed.testbed import Testbed
     from meo.image import build_image
 
@@ -226,6 +253,7 @@ async def run_demo(options: DemoOptions) -> dict[str, Any]:
                 vim=options.vim,
                 image=options.image,
                 block_time=options.block_time,
+                otlp_endpoint=otlp_endpoint,
             )
         consumers = [s for s in state.systems if s.role == "consumer"]
         providers = [s for s in state.systems if s.role == "provider"]
@@ -275,7 +303,14 @@ async def run_demo(options: DemoOptions) -> dict[str, Any]:
     finally:
         if not options.keep:
             with console.status("tearing down the testbed"):
-                await testbed.down()
+                await testbed.down()  # servers flush their spans on the way out
+    if collector is not None and result["federations"] and not options.json:
+        first = result["federations"][0]["id"]
+        ids = find_traces(collector.spans, "federation_id", first)
+        if ids:
+            console.print(f"\n[bold]trace of {first}[/] ({len(collector.spans)} spans collected)")
+            console.print(render_waterfall(collector.spans, ids[-1]), markup=False, soft_wrap=True)
+            console.print(f"any federation: mecfed trace FEDERATION_ID (spans in {TRACE_FILE})")
     return result
 
 

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 
@@ -22,19 +22,18 @@ def setup_logging(name: str) -> None:
     )
 
 
-def run_until_signal(main: Coroutine[Any, Any, None], name: str) -> None:
-    """Runs ``main`` until it returns or the process gets SIGTERM/SIGINT, in
-    which case ``main`` is cancelled so its ``finally`` blocks run."""
+def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]], name: str) -> None:
+    """Runs ``main(stop)``; SIGTERM/SIGINT set ``stop`` and ``main`` shuts
+    down by itself. Not cancelling it matters: a cancelled task's clean-up
+    (server stop, span flush) can be cut short by its own pending
+    cancellation, and then the last spans of a federation are lost."""
     setup_logging(name)
 
     async def runner() -> None:
-        task = asyncio.ensure_future(main)
+        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
 
     asyncio.run(runner())

@@ -93,6 +93,7 @@ def secure_channel(
     tls: TlsPaths,
     expected_peer_id: str,
     options: Sequence[tuple[str, Any]] = (),
+    interceptors: Sequence[Any] = (),
 ) -> grpc.aio.Channel:
     """An mTLS channel to ``target`` that only accepts a server whose
     certificate names ``expected_peer_id``.
@@ -103,7 +104,9 @@ def secure_channel(
     (and sends it as SNI).
     """
     opts = [("grpc.ssl_target_name_override", expected_peer_id), *options]
-    return grpc.aio.secure_channel(target, channel_credentials(tls), options=opts)
+    return grpc.aio.secure_channel(
+        target, channel_credentials(tls), options=opts, interceptors=list(interceptors) or None
+    )
 
 
 def peer_identity(context: grpc.aio.ServicerContext | grpc.ServicerContext) -> str | None:

@@ -4,14 +4,16 @@ configuration, and one gRPC server carrying Mfm (for the local MEO) and Mff
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+from opentelemetry.sdk.trace import TracerProvider
 
-from mecfed import security
+from mecfed import security, tracing
 from mecfed.config import SystemConfig
 from mecfed.grpcutil import add_health_and_reflection, mark_serving
 from mecfed.v1 import common_pb2, federator_pb2, federator_pb2_grpc, peer_pb2, peer_pb2_grpc
@@ -77,6 +79,7 @@ class MefServer:
     peers: PeerBook
     peer_servicer: PeerServicer
     meo_channel: grpc.aio.Channel
+    traces: TracerProvider | None = None
 
     async def stop(self, grace: float = 1.0) -> None:
         await self.consumer.close()
@@ -84,6 +87,7 @@ class MefServer:
         await self.server.stop(grace)
         await self.transport.close()
         await self.meo_channel.close()
+        await tracing.shutdown_async(self.traces)
 
 
 async def start(
@@ -94,15 +98,25 @@ async def start(
 ) -> MefServer:
     """Starts a MEF; ``config.mef_listen`` may use port 0 (the chosen port is
     returned in ``MefServer.port``)."""
+    traces = tracing.setup_tracing(
+        "mef",
+        system_id=config.system_id,
+        role=config.role or "both",
+        backend=config.backend,
+        endpoint=config.otlp_endpoint or None,
+    )
+    tracer = tracing.tracer(traces, "mecfed.mef")
+    outgoing = tracing.client_interceptors(traces)
     peers = PeerBook(config.system_id, config.peers)
-    meo_channel = security.secure_channel(config.meo_target, config.tls, config.system_id)
+    meo_channel = security.secure_channel(
+        config.meo_target, config.tls, config.system_id, interceptors=outgoing
+    )
     orchestrator = GrpcOrchestrator(meo_channel)
-    gate = None
     if transport is None:
         if config.backend == "chain":
-            transport = await chain_transport(config)
+            transport = await chain_transport(config, traces)
         elif config.backend == "direct":
-            transport = DirectTransport(config.system_id, config.tls, peers)
+            transport = DirectTransport(config.system_id, config.tls, peers, outgoing)
         else:
             raise ValueError(f"backend {config.backend!r} is unknown (direct, chain)")
     gate = getattr(transport, "gate", None)
@@ -111,12 +125,18 @@ async def start(
         if config.offer_policy
         else (OfferPolicy.default())
     )
-    provider = ProviderWorkflow(config.system_id, orchestrator, policy)
-    consumer = ConsumerWorkflow(config.system_id, transport, orchestrator, settings=settings)
+    provider = ProviderWorkflow(config.system_id, orchestrator, policy, tracer=tracer)
+    consumer = ConsumerWorkflow(
+        config.system_id, transport, orchestrator, settings=settings, tracer=tracer
+    )
     registry = SystemRegistry()
 
     server = grpc.aio.server(
-        interceptors=[security.PeerAuthorizer(access_policy(peers, open_mff=gate is not None))]
+        interceptors=[
+            # Tracing first: a refused call is still seen in the trace.
+            *tracing.server_interceptors(traces),
+            security.PeerAuthorizer(access_policy(peers, open_mff=gate is not None)),
+        ]
     )
     federator_pb2_grpc.add_MecFederatorServicer_to_server(
         FederatorServicer(registry, consumer, provider), server
@@ -134,11 +154,22 @@ async def start(
     await mark_serving(health, [FEDERATOR, PEER])
     log.info("MEF %s serving on port %d (%s backend)", config.system_id, port, transport.name)
     return MefServer(
-        config, server, port, consumer, provider, transport, peers, peer_servicer, meo_channel
+        config,
+        server,
+        port,
+        consumer,
+        provider,
+        transport,
+        peers,
+        peer_servicer,
+        meo_channel,
+        traces,
     )
 
 
-async def chain_transport(config: SystemConfig) -> MffTransport:
+async def chain_transport(
+    config: SystemConfig, traces: TracerProvider | None = None
+) -> MffTransport:
     """The chain backend from ``config.chain``: key from its keystore file,
     AsyncWeb3 over WebSocket to the node, the Federation contract."""
     from mecfed.chain.client import ChainClient
@@ -160,22 +191,25 @@ async def chain_transport(config: SystemConfig) -> MffTransport:
         account,
         config.tls,
         block_period=max(1, math.ceil(period)) if period else None,
+        traces=traces,
     )
 
 
-async def serve_forever(config: SystemConfig) -> None:
+async def serve_until(config: SystemConfig, stop: asyncio.Event) -> None:
     mef = await start(config)
     try:
-        await mef.server.wait_for_termination()
+        await stop.wait()
     finally:
+        log.info("MEF %s stopping", config.system_id)
         await mef.stop()
+        log.info("MEF %s stopped", config.system_id)
 
 
 def run(config_path: str) -> None:
     from mecfed.procutil import run_until_signal
 
     config = SystemConfig.load(config_path)
-    run_until_signal(serve_forever(config), f"mef-{config.system_id}")
+    run_until_signal(lambda stop: serve_until(config, stop), f"mef-{config.system_id}")
 
 
 __all__ = ["MefServer", "access_policy", "run", "start"]

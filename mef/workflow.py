@@ -22,6 +22,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode, Tracer
+
 from mecfed.errors import (
     DeadlineExceeded,
     DeploymentFailed,
@@ -31,6 +34,8 @@ from mecfed.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
+from mecfed.tracing import set_attributes, step_span
+from mecfed.tracing import tracer as make_tracer
 from mef.domain import AppSpec as AppSpecT
 from mef.domain import (
     DeploymentOrder,
@@ -87,10 +92,12 @@ class ConsumerWorkflow:
         orchestrator: Orchestrator,
         store: FederationStore | None = None,
         settings: ConsumerSettings | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.system_id = system_id
         self.transport = transport
         self.orchestrator = orchestrator
+        self.tracer = tracer or make_tracer(None)
         self.store = store or FederationStore()
         self.settings = settings or ConsumerSettings()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -151,13 +158,29 @@ class ConsumerWorkflow:
         return self.store.put(fed.evolve(**changes))
 
     async def _run(self, fed: Federation) -> None:
-        try:
-            fed = await self._negotiate_and_deploy(fed)
-            fed = await self._connect_and_verify(fed)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            await self._fail(self.store.get(fed.federation_id), exc)
+        # One span for the whole federation; every step is its child, and the
+        # providers' spans join through gRPC metadata or the announcement.
+        with step_span(
+            self.tracer,
+            "federation",
+            federation_id=fed.federation_id,
+            consumer=self.system_id,
+            backend=self.transport.name,
+            service=fed.service_name,
+            image=fed.app.image,
+            replicas=fed.app.replicas,
+            max_price=fed.requirements.max_price,
+        ) as span:
+            try:
+                fed = await self._negotiate_and_deploy(fed)
+                fed = await self._connect_and_verify(fed)
+                set_attributes(span, provider=fed.provider_id, price=fed.price)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                await self._fail(self.store.get(fed.federation_id), exc)
 
     async def _negotiate_and_deploy(self, fed: Federation) -> Federation:
         need = ServiceNeed(fed.federation_id, self.system_id, fed.app, fed.requirements)
@@ -168,14 +191,16 @@ class ConsumerWorkflow:
         reservation = asyncio.create_task(
             self.orchestrator.reserve_overlay(fed.federation_id, self.settings.tunnel_candidates)
         )
-        try:
-            offers = await self._collect_offers(need, fed)
-        except BaseException:
-            reservation.cancel()
-            with contextlib.suppress(BaseException):
-                await reservation
-            raise
-        endpoint, candidates = await reservation
+        with step_span(self.tracer, STEP_OFFERS, k=need.requirements.offers_to_wait_for) as span:
+            try:
+                offers = await self._collect_offers(need, fed)
+            except BaseException:
+                reservation.cancel()
+                with contextlib.suppress(BaseException):
+                    await reservation
+                raise
+            endpoint, candidates = await reservation
+            set_attributes(span, offers=len(offers))
         fed = self.store.get(fed.federation_id)
         fed = self._set(
             fed, consumer_endpoint=endpoint, steps=(Step(STEP_OFFERS, started, time.time()),)
@@ -185,7 +210,8 @@ class ConsumerWorkflow:
         last_error: Exception | None = None
         for offer in ranked[: self.settings.max_deploy_attempts]:
             started = time.time()
-            await self.transport.award(need, offer)
+            with step_span(self.tracer, STEP_AWARD, provider=offer.provider_id, price=offer.price):
+                await self.transport.award(need, offer)
             fed = self._set(
                 fed,
                 state=FederationState.AWARDED,
@@ -199,7 +225,16 @@ class ConsumerWorkflow:
                 fed.federation_id, self.system_id, fed.app, endpoint, candidates
             )
             try:
-                result = await self.transport.deploy(offer, order, self.settings.deployment_timeout)
+                with step_span(self.tracer, STEP_DEPLOY, provider=offer.provider_id) as span:
+                    result = await self.transport.deploy(
+                        offer, order, self.settings.deployment_timeout
+                    )
+                    set_attributes(
+                        span,
+                        vni=result.provider_endpoint.vni,
+                        udp_port=result.provider_endpoint.udp_port,
+                        provider_ips=",".join(result.provider_endpoint.app_ips),
+                    )
             except (DeploymentFailed, DeadlineExceeded, MecfedError) as exc:
                 log.warning(
                     "%s: %s failed to deploy: %s", fed.federation_id, offer.provider_id, exc
@@ -227,6 +262,9 @@ class ConsumerWorkflow:
             async for offer in stream:
                 if offer.price > need.requirements.max_price or offer.price <= 0:
                     continue  # the provider ignored our limit; do not trust it
+                trace.get_current_span().add_event(
+                    "offer received", {"provider": offer.provider_id, "price": offer.price}
+                )
                 offers.append(offer)
                 self._set(self.store.get(fed.federation_id), offers=tuple(offers))
                 if len(offers) >= wanted:
@@ -249,9 +287,15 @@ class ConsumerWorkflow:
         assert fed.provider_endpoint is not None
         started = time.time()
         fed = self._set(fed, state=FederationState.CONNECTING)
-        endpoint = await self.orchestrator.connect_overlay(
-            fed.federation_id, fed.service_name, fed.provider_endpoint
-        )
+        with step_span(
+            self.tracer,
+            STEP_OVERLAY,
+            vni=fed.provider_endpoint.vni,
+            remote=fed.provider_endpoint.underlay_ip,
+        ):
+            endpoint = await self.orchestrator.connect_overlay(
+                fed.federation_id, fed.service_name, fed.provider_endpoint
+            )
         fed = self._set(
             fed,
             consumer_endpoint=endpoint,
@@ -260,9 +304,23 @@ class ConsumerWorkflow:
         started = time.time()
         fed = self._set(fed, state=FederationState.VERIFYING)
         check = self.settings.traffic
-        report = await self.orchestrator.verify_traffic(
-            fed.federation_id, check.count, check.interval_ms, check.timeout_ms, fed.app.echo_port
-        )
+        with step_span(self.tracer, STEP_TRAFFIC, count=check.count) as span:
+            report = await self.orchestrator.verify_traffic(
+                fed.federation_id,
+                check.count,
+                check.interval_ms,
+                check.timeout_ms,
+                fed.app.echo_port,
+            )
+            set_attributes(
+                span,
+                sent=report.sent,
+                received=report.received,
+                loss=report.loss,
+                rtt_ms=report.rtt_ms,
+            )
+            if not report.ok:
+                span.set_status(Status(StatusCode.ERROR, f"{report.loss:.0%} loss"))
         fed = self._set(
             fed, traffic=report, steps=(*fed.steps, Step(STEP_TRAFFIC, started, time.time()))
         )
@@ -329,8 +387,10 @@ class ProviderWorkflow:
         orchestrator: Orchestrator,
         policy: OfferPolicy,
         clock: Callable[[], float] = time.time,
+        tracer: Tracer | None = None,
     ) -> None:
         self.system_id = system_id
+        self.tracer = tracer or make_tracer(None)
         self.orchestrator = orchestrator
         self.policy = policy
         self.ledger = CapacityLedger(policy.capacity_replicas)
@@ -349,6 +409,14 @@ class ProviderWorkflow:
         return sum(q.replicas for q in self._quotes.values())
 
     async def quote(self, need: ServiceNeed) -> Offer:
+        with step_span(
+            self.tracer, "provider.quote", federation_id=need.federation_id, provider=self.system_id
+        ) as span:
+            offer = await self._quote(need)
+            set_attributes(span, price=offer.price)
+            return offer
+
+    async def _quote(self, need: ServiceNeed) -> Offer:
         if need.consumer_id == self.system_id:
             raise FailedPrecondition("a system does not make offers for its own services")
         async with self._lock:
@@ -404,13 +472,22 @@ class ProviderWorkflow:
         if deployment is None or deployment.consumer_id != order.consumer_id:
             raise FailedPrecondition(f"federation {order.federation_id} has no accepted offer")
         try:
-            endpoint = await self.orchestrator.deploy_federated(
-                order.federation_id,
-                order.consumer_id,
-                deployment.app,
-                order.consumer_endpoint,
-                order.candidates,
-            )
+            with step_span(
+                self.tracer,
+                "provider.deploy",
+                federation_id=order.federation_id,
+                provider=self.system_id,
+                image=deployment.app.image,
+                replicas=deployment.app.replicas,
+            ) as span:
+                endpoint = await self.orchestrator.deploy_federated(
+                    order.federation_id,
+                    order.consumer_id,
+                    deployment.app,
+                    order.consumer_endpoint,
+                    order.candidates,
+                )
+                set_attributes(span, vni=endpoint.vni, udp_port=endpoint.udp_port)
         except BaseException:
             # The MEO already rolled its half back; free the capacity.
             await self.ledger.release(order.federation_id)

@@ -22,9 +22,12 @@ import hashlib
 import ipaddress
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
+from opentelemetry.trace import Tracer
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -173,6 +176,7 @@ def setup_overlay(
     remote_ip: str,
     attachments: Sequence[Attachment],
     fail_after: Callable[[str], None] | None = None,
+    tracer: Tracer | None = None,
 ) -> list[str]:
     """Builds bridge, VXLAN and one veth per attachment; all or nothing.
 
@@ -181,42 +185,52 @@ def setup_overlay(
     Returns the host-side link names."""
     names = LinkNames(federation_id)
     step = "start"
+
+    def span(name: str, **attributes: Any) -> AbstractContextManager[Any]:
+        if tracer is None:
+            return nullcontext()
+        return tracer.start_as_current_span(name, attributes=attributes)
+
     try:
         with IPRoute() as ipr:
             if ipr.link_lookup(ifname=names.bridge):
                 raise DeploymentFailed(f"overlay of federation {federation_id} already exists")
             mtu = _underlay_mtu(ipr, local_ip) - VXLAN_OVERHEAD
             step = f"bridge {names.bridge}"
-            ipr.link("add", ifname=names.bridge, kind="bridge")
-            br = ipr.link_lookup(ifname=names.bridge)[0]
-            ipr.link("set", index=br, mtu=mtu, state="up")
+            with span("bridge", bridge=names.bridge, mtu=mtu):
+                ipr.link("add", ifname=names.bridge, kind="bridge")
+                br = ipr.link_lookup(ifname=names.bridge)[0]
+                ipr.link("set", index=br, mtu=mtu, state="up")
             if fail_after:
                 fail_after("bridge")
             step = f"vxlan {names.vxlan} (vni {vni}, port {port}, remote {remote_ip})"
-            ipr.link(
-                "add",
-                ifname=names.vxlan,
-                kind="vxlan",
-                vxlan_id=vni,
-                vxlan_port=port,
-                vxlan_group=remote_ip,  # unicast remote: one peer, no multicast
-                vxlan_local=local_ip,
-                vxlan_learning=1,
-            )
-            vx = ipr.link_lookup(ifname=names.vxlan)[0]
-            ipr.link("set", index=vx, master=br, mtu=mtu, state="up")
+            with span("vxlan", vni=vni, udp_port=port, remote=remote_ip, local=local_ip):
+                ipr.link(
+                    "add",
+                    ifname=names.vxlan,
+                    kind="vxlan",
+                    vxlan_id=vni,
+                    vxlan_port=port,
+                    vxlan_group=remote_ip,  # unicast remote: one peer, no multicast
+                    vxlan_local=local_ip,
+                    vxlan_learning=1,
+                )
+                vx = ipr.link_lookup(ifname=names.vxlan)[0]
+                ipr.link("set", index=vx, master=br, mtu=mtu, state="up")
             if fail_after:
                 fail_after("vxlan")
             for i, att in enumerate(attachments):
                 step = f"veth {names.veth(i)} into pid {att.pid}"
-                ipr.link("add", ifname=names.veth(i), kind="veth", peer=names.veth_tmp_peer(i))
-                host_end = ipr.link_lookup(ifname=names.veth(i))[0]
-                peer = ipr.link_lookup(ifname=names.veth_tmp_peer(i))[0]
-                ipr.link("set", index=host_end, master=br, mtu=mtu, state="up")
-                ipr.link("set", index=peer, net_ns_pid=att.pid)
-                run_in_netns(
-                    att.netns_path, partial(_configure_peer, names.veth_tmp_peer(i), att.ip, mtu)
-                )
+                with span("veth", veth=names.veth(i), pid=att.pid, ip=str(att.ip)):
+                    ipr.link("add", ifname=names.veth(i), kind="veth", peer=names.veth_tmp_peer(i))
+                    host_end = ipr.link_lookup(ifname=names.veth(i))[0]
+                    peer = ipr.link_lookup(ifname=names.veth_tmp_peer(i))[0]
+                    ipr.link("set", index=host_end, master=br, mtu=mtu, state="up")
+                    ipr.link("set", index=peer, net_ns_pid=att.pid)
+                    run_in_netns(
+                        att.netns_path,
+                        partial(_configure_peer, names.veth_tmp_peer(i), att.ip, mtu),
+                    )
                 if fail_after:
                     fail_after(f"veth{i}")
         return links_of(federation_id)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.trace import Tracer
+
 from mecfed.config import SystemConfig
 from mecfed.errors import (
     AlreadyExists,
@@ -36,6 +38,8 @@ from mecfed.errors import (
     MecfedError,
     NotFound,
 )
+from mecfed.tracing import set_attributes, step_span
+from mecfed.tracing import tracer as make_tracer
 from mecfed.validation import MAX_REPLICAS, require_name, require_range
 from meo import network
 from meo.alloc import Candidate, OverlayAllocator, Reservation, consumer_ip, provider_ip
@@ -101,8 +105,10 @@ class Orchestrator:
         *,
         net: NetworkOps | None = None,
         state_file: str | Path | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.config = config
+        self.tracer = tracer or make_tracer(None)
         self.selector = HostSelector(vims)
         self.vims = self.selector.vims
         self.net = net or NetworkOps()
@@ -286,9 +292,15 @@ class Orchestrator:
             app_name = _fed_app_name(federation_id)
             records: list[InstanceRecord] = []
             try:
-                made = await self._create_instances(
-                    app_name, spec, spec.replicas, {LABEL_FEDERATION: federation_id}
-                )
+                with step_span(self.tracer, "image", image=spec.image):
+                    for vim in self.vims.values():
+                        check = getattr(vim, "check_image", None)
+                        if check is not None:
+                            await check(spec.image)
+                with step_span(self.tracer, "containers", image=spec.image, replicas=spec.replicas):
+                    made = await self._create_instances(
+                        app_name, spec, spec.replicas, {LABEL_FEDERATION: federation_id}
+                    )
                 records = [r for r, _ in made]
                 attachments = []
                 for i, (rec, inst) in enumerate(made):
@@ -304,6 +316,7 @@ class Orchestrator:
                     remote_ip=consumer.underlay_ip,
                     attachments=attachments,
                     fail_after=self.fail_after,
+                    tracer=self.tracer,
                 )
             except BaseException:
                 await self._delete_instances(records)
@@ -396,6 +409,7 @@ class Orchestrator:
                     remote_ip=provider.underlay_ip,
                     attachments=attachments,
                     fail_after=self.fail_after,
+                    tracer=self.tracer,
                 )
                 for rec, ip in zip(app.instances, ips, strict=True):
                     rec.overlay_ips[federation_id] = ip
@@ -436,14 +450,25 @@ class Orchestrator:
         if not fed.remote.app_ips:
             raise FailedPrecondition("the provider reported no app instance addresses")
         inst = await self._live(app.instances[0])
-        return await probe(
-            inst.netns_path,
-            list(fed.remote.app_ips),
-            echo_port,
-            count=count,
-            interval_ms=interval_ms,
-            timeout_ms=timeout_ms,
-        )
+        with step_span(
+            self.tracer, "probe", targets=",".join(fed.remote.app_ips), count=count
+        ) as span:
+            report = await probe(
+                inst.netns_path,
+                list(fed.remote.app_ips),
+                echo_port,
+                count=count,
+                interval_ms=interval_ms,
+                timeout_ms=timeout_ms,
+            )
+            set_attributes(
+                span,
+                sent=report.sent,
+                received=report.received,
+                loss=report.loss,
+                rtt_ms=report.rtt_ms,
+            )
+        return report
 
     # --- both sides --------------------------------------------------------
 

@@ -9,7 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
 
+from mecfed import tracing
 from mecfed.config import SystemConfig
 from mecfed.grpcutil import add_health_and_reflection, map_errors, mark_serving
 from mecfed.v1 import orchestrator_pb2, orchestrator_pb2_grpc
@@ -115,7 +118,7 @@ class MecOrchestratorServicer(orchestrator_pb2_grpc.MecOrchestratorServicer):
         )
 
 
-def build_orchestrator(config: SystemConfig) -> Orchestrator:
+def build_orchestrator(config: SystemConfig, tracer: Tracer | None = None) -> Orchestrator:
     """The orchestrator with the VIM the config names (one local host)."""
     state = Path(config.state_dir)
     vim = make_vim(
@@ -124,7 +127,7 @@ def build_orchestrator(config: SystemConfig) -> Orchestrator:
         bin_dir=str(state / "bin"),
         meta_dir=str(state / "netns-vim"),
     )
-    orch = Orchestrator(config, {vim.host: vim})
+    orch = Orchestrator(config, {vim.host: vim}, tracer=tracer)
     orch.load()
     return orch
 
@@ -136,6 +139,7 @@ async def serve(
     orchestrator: Orchestrator | None = None,
     listen: str | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    traces: TracerProvider | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Starts the MEO gRPC server on ``listen`` (default ``config.meo_listen``).
 
@@ -143,7 +147,7 @@ async def serve(
     tests only; deployments pass mTLS credentials. Returns the started server
     and the bound port (0 for unix sockets); stop it with ``server.stop()``."""
     if orchestrator is None:
-        orchestrator = build_orchestrator(config)
+        orchestrator = build_orchestrator(config, tracing.tracer(traces, "mecfed.meo"))
         await orchestrator.reconcile()
     orch = orchestrator
     if server_credentials is not None and not interceptors:
@@ -152,7 +156,7 @@ async def serve(
 
         own = config.system_id
         interceptors = (PeerAuthorizer(lambda _method, peer: peer == own),)
-    server = grpc.aio.server(interceptors=list(interceptors))
+    server = grpc.aio.server(interceptors=[*tracing.server_interceptors(traces), *interceptors])
     orchestrator_pb2_grpc.add_MecOrchestratorServicer_to_server(
         MecOrchestratorServicer(orch), server
     )
@@ -181,19 +185,27 @@ def run(config_path: str, *, insecure: bool = False, cleanup_on_exit: bool = Fal
 
     config = SystemConfig.load(config_path)
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         creds = None
         if not insecure:
             from mecfed.security import server_credentials
 
             creds = server_credentials(config.tls)
-        server, port = await serve(config, creds)
+        traces = tracing.setup_tracing(
+            "meo",
+            system_id=config.system_id,
+            role=config.role or "both",
+            backend=config.backend,
+            endpoint=config.otlp_endpoint or None,
+        )
+        server, port = await serve(config, creds, traces=traces)
         log.info("MEO of %s serving on %s (port %s)", config.system_id, config.meo_listen, port)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await server.stop(grace=2)
             if cleanup_on_exit:
                 await server.orchestrator.cleanup_all()
+            await tracing.shutdown_async(traces)
 
-    run_until_signal(main(), f"meo[{config.system_id}]")
+    run_until_signal(main, f"meo[{config.system_id}]")

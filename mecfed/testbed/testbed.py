@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mecfed import tracing
 from mecfed.config import PeerConfig, SystemConfig, TlsPaths
 from mecfed.testbed import netns, supervisor
 from mecfed.testbed.pki import Pki
@@ -185,6 +186,7 @@ class Testbed:
         offer_policies: Mapping[str, dict[str, Any]] | None = None,
         seed: int = 0,
         block_time: float | None = 1.0,
+        otlp_endpoint: str | None = None,
     ) -> TestbedState:
         """Brings up ``n`` MEC systems and waits until every MEF and MEO
         answers the gRPC health check.
@@ -207,6 +209,7 @@ class Testbed:
             "offer_policies": dict(offer_policies or {}),
             "seed": seed,
             "block_time": block_time if backend == "chain" else None,
+            "otlp_endpoint": tracing.resolve_endpoint(otlp_endpoint) or "",
             "base_port": self.base_port,
         }
         # Reuse only a complete testbed with the same parameters; anything
@@ -338,6 +341,14 @@ class Testbed:
             offer_policy=dict(policy),
             state_dir=str(Path(system.run_dir) / "meo"),
             chain=self._chain_config(system, state),
+            # A collector on the host's loopback is reached through the
+            # underlay gateway from inside the system's namespace.
+            otlp_endpoint=tracing.rewrite_loopback(
+                params.get("otlp_endpoint", ""), str(self.underlay.gateway)
+            )
+            if params.get("otlp_endpoint")
+            else "",
+            role=system.role,
         )
 
     # -- chain backend -------------------------------------------------------

@@ -37,8 +37,9 @@ import grpc
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
+from opentelemetry.sdk.trace import TracerProvider
 
-from mecfed import security
+from mecfed import security, tracing
 from mecfed.chain import federation as fedc
 from mecfed.chain.client import ChainClient
 from mecfed.chain.sealing import (
@@ -61,6 +62,7 @@ from mecfed.errors import (
     Unavailable,
     from_rpc_error,
 )
+from mecfed.tracing import set_attributes, step_span
 from mecfed.v1 import common_pb2, peer_pb2, peer_pb2_grpc
 from mef.domain import (
     AppSpec,
@@ -211,6 +213,7 @@ class _Won:
     consumer: str  # chain address
     offer_ref: str
     app: AppSpec
+    traceparent: str = ""
     deploying: bool = False
 
 
@@ -230,6 +233,7 @@ class ChainTransport:
         tls: TlsPaths,
         confirm_window: int = CONFIRM_WINDOW_S,
         block_period: int | None = None,
+        traces: TracerProvider | None = None,
     ) -> None:
         self.system_id = system_id
         self.client = client
@@ -248,6 +252,8 @@ class ChainTransport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._period: int | None = block_period
+        self.tracer = tracing.tracer(traces, "mecfed.chain")
+        self._interceptors = tracing.client_interceptors(traces)
         self._member_ready = asyncio.Event()
         self.gate = ChainGate(self)
 
@@ -335,19 +341,23 @@ class ChainTransport:
         window = max(
             math.ceil(need.requirements.offer_timeout_ms / 1000), 3 * await self._block_period()
         )
-        requirements = encode_requirements(need, self.system_id, _traceparent())
-        receipt = await self.client.transact(
-            self.contract.functions.announce(
-                need.requirements.max_price,
-                need.requirements.offers_to_wait_for,
-                window,
-                self._confirm_window,
-                requirements,
-            ),
-            value=need.requirements.max_price,
-        )
-        announced = self._decode(receipt.logs, "ServiceAnnounced")
-        service_id = "0x" + bytes(announced["args"]["id"]).hex()
+        with step_span(self.tracer, "announce", bidding_window_s=window) as span:
+            # The traceparent rides in the announcement: providers' spans
+            # join this trace although no gRPC call carries it to them.
+            requirements = encode_requirements(need, self.system_id, tracing.inject_traceparent())
+            receipt = await self.client.transact(
+                self.contract.functions.announce(
+                    need.requirements.max_price,
+                    need.requirements.offers_to_wait_for,
+                    window,
+                    self._confirm_window,
+                    requirements,
+                ),
+                value=need.requirements.max_price,
+            )
+            announced = self._decode(receipt.logs, "ServiceAnnounced")
+            service_id = "0x" + bytes(announced["args"]["id"]).hex()
+            _tx_attributes(span, receipt, service_id=service_id)
         auction = _Auction(
             service_id,
             int(announced["args"]["biddingDeadline"]),
@@ -537,7 +547,9 @@ class ChainTransport:
     def _peer_stub(self, mff: str, name: str) -> peer_pb2_grpc.FederationPeerStub:
         channel = self._channels.get(mff)
         if channel is None:
-            channel = self._channels[mff] = security.secure_channel(mff, self._tls, name)
+            channel = self._channels[mff] = security.secure_channel(
+                mff, self._tls, name, interceptors=self._interceptors
+            )
         return peer_pb2_grpc.FederationPeerStub(channel)
 
     async def _deploy_direct(
@@ -558,14 +570,15 @@ class ChainTransport:
             ),
         )
         try:
-            installed = await stub.InstallApp(request, timeout=timeout)
+            with step_span(self.tracer, "handoff", provider=ref["name"], service_id=service_id):
+                installed = await stub.InstallApp(request, timeout=timeout)
             details = installed
-            async for details in stub.WatchAppInstance(
+            # Read to the end (the provider closes it after a terminal state).
+            async for details in stub.WatchAppInstance(  # noqa: B007
                 peer_pb2.AppInstanceRequest(app_instance_id=installed.app_instance_id),
                 timeout=timeout,
             ):
-                if details.state != common_pb2.INSTANCE_STATE_PENDING:
-                    break
+                pass
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, f"direct hand-off to {ref['name']}") from None
         if details.state != common_pb2.INSTANCE_STATE_READY:
@@ -678,17 +691,27 @@ class ChainTransport:
         endpoint = _endpoint_from(body["e"])
         candidates = unpack_candidates(body["c"])
         won.deploying = True
-        app = await self._provider.accept(won.offer_ref, won.consumer, won.federation_id)
-        result = await self._provider.deploy(
-            DeploymentOrder(won.federation_id, won.consumer, app, endpoint, candidates)
-        )
-        await self.confirm(service_id, result.provider_endpoint)
+        with step_span(
+            self.tracer,
+            "provider.deploy_from_chain",
+            context=tracing.extract_context(won.traceparent),
+            service_id=service_id,
+        ):
+            app = await self._provider.accept(won.offer_ref, won.consumer, won.federation_id)
+            result = await self._provider.deploy(
+                DeploymentOrder(won.federation_id, won.consumer, app, endpoint, candidates)
+            )
+            await self.confirm(service_id, result.provider_endpoint)
 
     async def confirm(self, service_id: str, endpoint: OverlayEndpoint) -> None:
         won = self._won[service_id]
         _, consumer_key = await self._member(won.consumer)
         sealed = seal(consumer_key, encode_endpoint({"e": _endpoint_body(endpoint)}))
-        await self.client.transact(self.contract.functions.confirmDeployment(service_id, sealed))
+        with step_span(self.tracer, "confirmation", service_id=service_id) as span:
+            receipt = await self.client.transact(
+                self.contract.functions.confirmDeployment(service_id, sealed)
+            )
+            _tx_attributes(span, receipt)
 
     async def _on_terminated(self, event: Any) -> None:
         service_id = "0x" + bytes(event["args"]["id"]).hex()
@@ -746,15 +769,14 @@ def _address_topic(address: str) -> str:
     return "0x" + "0" * 24 + to_checksum_address(address)[2:].lower()
 
 
-def _traceparent() -> str:
-    """W3C trace context of the current span, if tracing is on (issue 4)."""
-    try:
-        from opentelemetry import propagate
-    except ImportError:
-        return ""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier.get("traceparent", "")
+def _tx_attributes(span: Any, receipt: Any, **extra: Any) -> None:
+    set_attributes(
+        span,
+        tx_hash=receipt.tx_hash,
+        block=receipt.block_number,
+        gas_used=receipt.gas_used,
+        **extra,
+    )
 
 
 __all__ = ["ChainGate", "ChainTransport", "notice_digest", "order_digest"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
 
@@ -49,10 +50,17 @@ class DirectTransport:
     name = "direct"
     offer_grace = 0.0
 
-    def __init__(self, system_id: str, tls: TlsPaths, peers: PeerBook) -> None:
+    def __init__(
+        self,
+        system_id: str,
+        tls: TlsPaths,
+        peers: PeerBook,
+        interceptors: Sequence[Any] = (),
+    ) -> None:
         self.system_id = system_id
         self._tls = tls
         self._peers = peers
+        self._interceptors = list(interceptors)  # e.g. trace propagation
         self._stubs: dict[str, peer_pb2_grpc.FederationPeerStub] = {}
         self._channels: list[grpc.aio.Channel] = []
 
@@ -60,7 +68,9 @@ class DirectTransport:
         stub = self._stubs.get(peer_id)
         if stub is None:
             peer = self._peers.get(peer_id)
-            channel = security.secure_channel(peer.endpoint, self._tls, peer.system_id)
+            channel = security.secure_channel(
+                peer.endpoint, self._tls, peer.system_id, interceptors=self._interceptors
+            )
             self._channels.append(channel)
             stub = self._stubs[peer_id] = peer_pb2_grpc.FederationPeerStub(channel)
         return stub
@@ -134,9 +144,10 @@ class DirectTransport:
                 peer_pb2.AppInstanceRequest(app_instance_id=details.app_instance_id),
                 timeout=max(0.1, deadline - loop.time()),
             )
-            async for details in watch:
-                if details.state in _TERMINAL:
-                    break
+            # Read to the end: the provider closes the stream after a terminal
+            # state, and a stream read to its end also ends its trace span.
+            async for details in watch:  # noqa: B007
+                pass
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise DeadlineExceeded(

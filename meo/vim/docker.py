@@ -45,6 +45,20 @@ class DockerVim:
             running=c.status == "running",
         )
 
+    async def check_image(self, image: str) -> None:
+        """Fails fast, before anything is made, when the image is missing
+        (no registry is assumed reachable: images are built or loaded)."""
+
+        def lookup() -> None:
+            try:
+                self.client.images.get(image)
+            except docker.errors.ImageNotFound:
+                raise DeploymentFailed(
+                    f"image {image!r} not found on this host; build or load it first"
+                ) from None
+
+        await asyncio.to_thread(lookup)
+
     async def create_instance(
         self,
         name: str,
