@@ -667,19 +667,35 @@ class ChainTransport:
         if consumer == self.address or self._provider is None:
             return
         service_id = "0x" + bytes(args["id"]).hex()
-        federation_id, _, app, _ = decode_requirements(bytes(args["requirements"]))
+        federation_id, _, app, traceparent = decode_requirements(bytes(args["requirements"]))
         need = ServiceNeed(federation_id, consumer, app, Requirements(int(args["maxPrice"])))
-        try:
-            offer = await self._provider.quote(need)
-        except MecfedError as exc:
-            log.debug("no bid on %s: %s", service_id, exc)
-            return
-        _, consumer_key = await self._member(consumer)
-        sealed = seal(
-            consumer_key, encode_endpoint({"mff": self._mff_endpoint, "name": self.system_id})
-        )
-        self._won[service_id] = _Won(service_id, federation_id, consumer, offer.ref, app)
-        await self.client.transact(self.contract.functions.bid(service_id, offer.price, sealed))
+        with step_span(
+            self.tracer,
+            "provider.bid",
+            context=tracing.extract_context(traceparent),
+            federation_id=federation_id,
+            service_id=service_id,
+            provider=self.system_id,
+            announced_in_block=event["blockNumber"],
+        ) as span:
+            try:
+                offer = await self._provider.quote(need)
+            except MecfedError as exc:
+                log.debug("no bid on %s: %s", service_id, exc)
+                set_attributes(span, declined=str(exc))
+                return
+            _, consumer_key = await self._member(consumer)
+            await self._member_ready.wait()  # bids from non-members revert
+            sealed = seal(
+                consumer_key, encode_endpoint({"mff": self._mff_endpoint, "name": self.system_id})
+            )
+            self._won[service_id] = _Won(
+                service_id, federation_id, consumer, offer.ref, app, traceparent
+            )
+            receipt = await self.client.transact(
+                self.contract.functions.bid(service_id, offer.price, sealed)
+            )
+            _tx_attributes(span, receipt, price=offer.price)
 
     async def _on_consumer_endpoint(self, event: Any) -> None:
         """Slow path: the consumer's order arrives on-chain only."""
@@ -712,6 +728,7 @@ class ChainTransport:
                 self.contract.functions.confirmDeployment(service_id, sealed)
             )
             _tx_attributes(span, receipt)
+        self._spawn(self._withdraw(), "withdraw")  # the price is ours now
 
     async def _on_terminated(self, event: Any) -> None:
         service_id = "0x" + bytes(event["args"]["id"]).hex()
