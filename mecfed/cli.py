@@ -24,6 +24,7 @@ def _demo(args: argparse.Namespace) -> int:
             testbed_name=args.testbed,
             subnet=args.subnet,
             otlp_endpoint=args.otlp_endpoint,
+            tracing=not args.no_tracing,
         )
     )
 
@@ -123,6 +124,12 @@ def _image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from benchmarks.cli import main
+
+    return main(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mecfed", description="Federation of ETSI MEC systems")
     sub = p.add_subparsers(dest="command", required=True)
@@ -173,6 +180,9 @@ def parser() -> argparse.ArgumentParser:
         help="OTLP gRPC collector for traces, e.g. http://127.0.0.1:4317 (Jaeger); "
         "default OTEL_EXPORTER_OTLP_ENDPOINT, else the demo collects spans itself",
     )
+    demo.add_argument(
+        "--no-tracing", action="store_true", help="export no spans (to measure tracing's cost)"
+    )
     demo.set_defaults(func=_demo)
 
     tb = sub.add_parser("testbed", help="bring a testbed up or down")
@@ -221,6 +231,12 @@ def parser() -> argparse.ArgumentParser:
     img.add_argument("action", choices=("build",))
     img.add_argument("--tag", default="mecfed/echo:1")
     img.set_defaults(func=_image)
+
+    from benchmarks.cli import add_arguments as bench_arguments
+
+    bench = sub.add_parser("bench", help="benchmark federations against the paper's numbers")
+    bench_arguments(bench)
+    bench.set_defaults(func=_bench)
     return p
 
 

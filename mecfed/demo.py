@@ -48,6 +48,7 @@ class DemoOptions:
     testbed_name: str = "mecfed"
     subnet: str = "10.213.0.0/16"
     otlp_endpoint: str | None = None
+    tracing: bool = True
 
 
 @dataclass
@@ -212,8 +213,8 @@ async def run_demo(options: DemoOptions) -> dict[str, Any]:
     every process exports its spans there (e.g. Jaeger); otherwise the demo
     collects them itself into TRACE_FILE for ``mecfed trace``."""
     endpoint = tracing.resolve_endpoint(options.otlp_endpoint)
-    if endpoint:
-        return await _run_demo(options, endpoint, None)
+    if endpoint or not options.tracing:
+        return await _run_demo(options, endpoint or "", None)
     await asyncio.to_thread(_fresh_trace_file)
     # All interfaces: the testbed's processes reach it via the underlay gateway.
     async with SpanCollector("0.0.0.0", 0, jsonl_path=TRACE_FILE) as collector:

@@ -79,6 +79,7 @@ from mef.transport.base import ProviderHandler
 log = logging.getLogger(__name__)
 
 CONFIRM_WINDOW_S = 300
+CLOSE_TIMEOUT_S = 3.0
 # Direct hand-off failures after which the on-chain path may still succeed:
 # the winner is unreachable, or it is already deploying from the chain.
 _RETRY_ON_CHAIN = (Unavailable, DeadlineExceeded, FailedPrecondition)
@@ -323,15 +324,21 @@ class ChainTransport:
             await stream.close()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        """Bounded: a stream stuck reconnecting must not hold up shutdown."""
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+            for task in stuck:
+                log.warning("task %s did not stop within %s s", task.get_name(), CLOSE_TIMEOUT_S)
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
-        await self.client.close()
+        try:
+            await asyncio.wait_for(self.client.close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("chain client did not close within %s s", CLOSE_TIMEOUT_S)
 
     # --- consumer side -----------------------------------------------------
 
