@@ -109,7 +109,7 @@ class Bed:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def bed() -> AsyncIterator[Bed]:
     build_image(IMAGE)
-    testbed = Testbed(name="mfe", subnet="10.211.0.0/16", base_port=51051)
+    testbed = Testbed(name="mfe", subnet="10.210.0.0/16", base_port=51051)
     try:
         state = await testbed.up(2)
         consumer, provider = (SystemConfig.load(s.config_path) for s in state.systems)
