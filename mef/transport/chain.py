@@ -80,6 +80,9 @@ log = logging.getLogger(__name__)
 
 CONFIRM_WINDOW_S = 300
 CLOSE_TIMEOUT_S = 3.0
+# Block timestamps are whole seconds and a loaded node lags: below this a
+# provider that answers at once can still miss the deadline.
+MIN_BIDDING_WINDOW_S = 4
 # Direct hand-off failures after which the on-chain path may still succeed:
 # the winner is unreachable, or it is already deploying from the chain.
 _RETRY_ON_CHAIN = (Unavailable, DeadlineExceeded, FailedPrecondition)
@@ -346,7 +349,9 @@ class ChainTransport:
         # Bids need blocks: a window shorter than a few block periods would
         # close before any provider could answer the announcement.
         window = max(
-            math.ceil(need.requirements.offer_timeout_ms / 1000), 3 * await self._block_period()
+            math.ceil(need.requirements.offer_timeout_ms / 1000),
+            3 * await self._block_period(),
+            MIN_BIDDING_WINDOW_S,
         )
         with step_span(self.tracer, "announce", bidding_window_s=window) as span:
             # The traceparent rides in the announcement: providers' spans

@@ -77,7 +77,7 @@ async def test_fewer_than_k_offers_still_federates(federation_net, transport_kin
     assert fed.provider_id == only.system_id
     assert fed.steps[0].name == "offer_collection"
     took = fed.steps[0].finished_at.ToNanoseconds() - fed.steps[0].started_at.ToNanoseconds()
-    assert took < (1e9 if transport_kind == "direct" else 5e9)
+    assert took < (1e9 if transport_kind == "direct" else 8e9)
 
 
 async def test_failed_deployment_falls_back_to_next_offer(federation_net, transport_kind):
