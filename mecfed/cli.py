@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+
+# The CLI starts testbed processes (fork + exec) while its own gRPC channels
+# and span collector run. gRPC's fork handlers then now and then break the
+# child before its exec ("epoll_wait: Bad file descriptor", a server that
+# never becomes healthy). The children exec at once and need no fork
+# support; gRPC reads this when first imported, which happens after this.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,368 @@
+"""Drives the benchmark: one testbed per (backend, block time, N) point,
+R runs on it, every consumer requesting at the same moment (as ``mecfed
+demo`` does), traces and resource samples per run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+
+from benchmarks import SYSTEMS
+from benchmarks.sampler import ResourceSampler, Sample, Target, container_targets
+from benchmarks.traces import step_seconds, wait_for_roots
+from mecfed import security
+from mecfed.collector import SpanCollector
+from mecfed.config import SystemConfig
+from mecfed.demo import DemoOptions, Outcome, ensure_local_app, federate, offers_for
+from mecfed.v1 import common_pb2, federator_pb2, federator_pb2_grpc
+
+if TYPE_CHECKING:
+    from mecfed.testbed import Testbed
+    from mecfed.testbed.testbed import TestbedState
+
+log = logging.getLogger(__name__)
+
+# States a federation can leave only by termination (or failure).
+_LIVE_STATES = [
+    common_pb2.FEDERATION_STATE_REQUESTED,
+    common_pb2.FEDERATION_STATE_COLLECTING_OFFERS,
+    common_pb2.FEDERATION_STATE_AWARDED,
+    common_pb2.FEDERATION_STATE_DEPLOYING,
+    common_pb2.FEDERATION_STATE_CONNECTING,
+    common_pb2.FEDERATION_STATE_VERIFYING,
+    common_pb2.FEDERATION_STATE_ESTABLISHED,
+]
+
+
+@dataclass
+class BenchOptions:
+    systems: list[int] = field(default_factory=lambda: list(SYSTEMS))
+    runs: int = 20
+    backends: list[str] = field(default_factory=lambda: ["chain", "direct"])
+    block_times: list[float] = field(default_factory=lambda: [5.0])
+    out: Path = Path("benchmarks/results")
+    testbed: str = "mfbench"
+    subnet: str = "10.215.0.0/16"
+    image: str = "mecfed/echo:1"
+    seed: int = 0
+    offer_timeout_ms: int = 3000
+    run_timeout: float = 300.0  # one run, all consumers; bounds a hung run
+    trace_timeout: float = 15.0  # waiting for a run's root spans
+    keep: bool = False  # leave the last testbed up
+
+
+@dataclass
+class FederationRow:
+    backend: str
+    block_time: float | None
+    n: int
+    k: int
+    run: int
+    consumer: str
+    federation_id: str = ""
+    provider: str = ""
+    price: int = 0
+    offers: int = 0
+    ok: bool = False
+    state: str = ""
+    error: str = ""
+    e2e_s: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)  # from the traces
+    steps_from_trace: bool = False
+    sent: int = 0
+    received: int = 0
+    loss: float = 1.0
+    rtt_ms: float = 0.0
+    terminated: bool = False  # terminated and capacity freed before the next run
+
+
+@dataclass
+class SampleRow:
+    backend: str
+    block_time: float | None
+    n: int
+    run: int
+    sample: Sample
+
+
+@dataclass
+class BenchResult:
+    federations: list[FederationRow] = field(default_factory=list)
+    samples: list[SampleRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class Reporter:
+    """What the runner tells the progress display; the default is silent."""
+
+    def point(self, label: str, runs: int) -> None: ...
+    def status(self, text: str) -> None: ...
+    def run_done(self, rows: list[FederationRow]) -> None: ...
+
+
+def points(opts: BenchOptions) -> list[tuple[str, float | None, int]]:
+    """(backend, block time, N); the block time only matters for the chain."""
+    out: list[tuple[str, float | None, int]] = []
+    for backend in opts.backends:
+        for bt in opts.block_times if backend == "chain" else [None]:
+            out.extend((backend, bt, n) for n in opts.systems)
+    return out
+
+
+async def run_bench(
+    opts: BenchOptions, collector: SpanCollector, reporter: Reporter | None = None
+) -> BenchResult:
+    from mecfed.testbed import Testbed
+    from meo.image import build_image
+
+    reporter = reporter or Reporter()
+    result = BenchResult()
+    reporter.status("building the app image")
+    await asyncio.to_thread(build_image, opts.image)
+    testbed = Testbed(name=opts.testbed, subnet=opts.subnet)
+    try:
+        for backend, bt, n in points(opts):
+            label = f"{backend}" + (f" {bt:g}s" if bt else "") + f" N={n}"
+            reporter.point(label, opts.runs)
+            reporter.status(f"{label}: bringing up the testbed")
+            try:
+                state = await _bring_up(testbed, opts, backend, bt, n, collector.port)
+            except Exception as exc:
+                # Counted, not dropped: every run of the point fails with the cause.
+                error = f"bring-up failed: {exc}"
+                _point_failed(result, reporter, range(opts.runs), backend, bt, n, error)
+                continue
+            try:
+                await _run_point(
+                    opts, testbed.name, state, backend, bt, n, collector, result, reporter
+                )
+            except Exception as exc:
+                # E.g. a consumer's MEO refused its local service: the runs
+                # not measured are counted as failed; the sweep goes on.
+                log.exception("point %s failed", label)
+                done = {
+                    r.run
+                    for r in result.federations
+                    if (r.backend, r.block_time, r.n) == (backend, bt, n)
+                }
+                missing = [r for r in range(opts.runs) if r not in done]
+                error = f"{type(exc).__name__}: {exc}"
+                _point_failed(result, reporter, missing, backend, bt, n, error)
+    finally:
+        if not opts.keep:
+            reporter.status("tearing down the testbed")
+            await testbed.down()
+    return result
+
+
+async def _bring_up(
+    testbed: Testbed, opts: BenchOptions, backend: str, bt: float | None, n: int, port: int
+) -> TestbedState:
+    """Same parameters keep what runs; new ones rebuild (Testbed.up). One
+    retry: a bring-up that fails is torn down by the next ``up``."""
+    for attempt in (1, 2):
+        try:
+            return await testbed.up(
+                n,
+                backend=backend,
+                vim="docker",
+                image=opts.image,
+                block_time=bt if bt is not None else 1.0,
+                otlp_endpoint=f"http://127.0.0.1:{port}",
+                seed=opts.seed,
+            )
+        except Exception:
+            if attempt == 2:
+                raise
+            log.warning("bring-up of %s N=%d failed; retrying once", backend, n, exc_info=True)
+    raise AssertionError("unreachable")
+
+
+def _point_failed(
+    result: BenchResult,
+    reporter: Reporter,
+    runs: Iterable[int],
+    backend: str,
+    bt: float | None,
+    n: int,
+    error: str,
+) -> None:
+    from mecfed.testbed.testbed import split_roles
+
+    consumers = split_roles(n).count("consumer")
+    result.notes.append(f"{backend} N={n}: {error}")
+    for run in runs:
+        rows = [
+            FederationRow(backend, bt, n, offers_for(n), run, f"consumer-{i + 1}", error=error)
+            for i in range(consumers)
+        ]
+        result.federations += rows
+        reporter.run_done(rows)
+
+
+async def _run_point(
+    opts: BenchOptions,
+    testbed: str,
+    state: TestbedState,
+    backend: str,
+    bt: float | None,
+    n: int,
+    collector: SpanCollector,
+    result: BenchResult,
+    reporter: Reporter,
+) -> None:
+    consumers = state.consumers
+    configs = [SystemConfig.load(s.config_path) for s in consumers]
+    services = [f"svc-{c.system_id}" for c in configs]
+    k = offers_for(n)
+    demo = DemoOptions(
+        backend=backend,
+        systems=n,
+        image=opts.image,
+        offers_to_wait_for=k,
+        offer_timeout_ms=opts.offer_timeout_ms,
+    )
+    reporter.status(f"{backend} N={n}: starting the consumers' local services")
+    # The consumers' own services stay across runs; only federations change.
+    pairs = zip(configs, services, strict=True)
+    await asyncio.gather(*(ensure_local_app(c, s, opts.image) for c, s in pairs))
+    baseline = len(await asyncio.to_thread(container_targets, testbed))
+    fixed = _fixed_targets(state)
+    for run in range(opts.runs):
+        reporter.status(f"{backend} N={n}: run {run + 1}/{opts.runs}")
+        outcomes = [Outcome(c.system_id) for c in configs]
+        sampler = ResourceSampler(fixed, testbed, max_seconds=opts.run_timeout + 30)
+        sampler.start()
+        try:
+            await _one_run(configs, services, demo, outcomes, opts.run_timeout)
+        finally:
+            samples = await asyncio.to_thread(sampler.stop)
+        result.samples += [SampleRow(backend, bt, n, run, s) for s in samples]
+        rows = [_row(o, backend, bt, n, k, run) for o in outcomes]
+        ids = {r.federation_id for r in rows if r.federation_id}
+        roots = await wait_for_roots(collector, ids, opts.trace_timeout)
+        for r in rows:
+            root = roots.get(r.federation_id)
+            if root is not None:
+                r.steps = step_seconds(collector.spans, root)
+                r.steps_from_trace = bool(r.steps)
+        # Everything is in spans.jsonl already; memory stays flat over long sweeps.
+        collector.spans.clear()
+        reporter.status(f"{backend} N={n}: run {run + 1}: terminating federations")
+        freed, note = await _terminate(configs, outcomes, testbed, baseline)
+        for r in rows:
+            r.terminated = freed
+        if not freed:
+            result.notes.append(f"{backend} N={n} run {run}: {note}")
+        result.federations += rows
+        reporter.run_done(rows)
+
+
+def _fixed_targets(state: TestbedState) -> list[Target]:
+    out = [Target(comp, s.system_id, pid) for s in state.systems for comp, pid in s.pids.items()]
+    chain_pid = (state.chain or {}).get("pid")
+    if chain_pid:
+        out.append(Target("chain", "anvil", int(chain_pid)))
+    return out
+
+
+async def _one_run(
+    configs: list[SystemConfig],
+    services: list[str],
+    demo: DemoOptions,
+    outcomes: list[Outcome],
+    timeout: float,
+) -> None:
+    start = asyncio.Event()
+    tasks = [
+        asyncio.create_task(federate(c, s, demo, start, o, lambda: None))
+        for c, s, o in zip(configs, services, outcomes, strict=True)
+    ]
+    await asyncio.sleep(0)
+    start.set()  # every consumer requests at the same moment
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for o, t in zip(outcomes, tasks, strict=True):
+        if t in pending and not o.error:
+            o.error = f"run timed out after {timeout:g} s"
+        elif t in done and t.exception() is not None and not o.error:
+            o.error = f"{type(t.exception()).__name__}: {t.exception()}"
+
+
+def _row(o: Outcome, backend: str, bt: float | None, n: int, k: int, run: int) -> FederationRow:
+    row = FederationRow(backend, bt, n, k, run, o.consumer, error=o.error)
+    fed = o.federation
+    if fed is None:
+        return row
+    s = o.summary()
+    row.federation_id = fed.federation_id
+    row.provider = fed.provider_id
+    row.price = fed.price
+    row.offers = len(fed.offers)
+    row.ok = o.ok and not o.error
+    row.state = common_pb2.FederationState.Name(fed.state).removeprefix("FEDERATION_STATE_")
+    row.error = o.error or s.get("error", "")
+    if not row.ok and not row.error:
+        row.error = f"ended in state {row.state}"
+    row.e2e_s = s["seconds"]
+    tr = s["traffic"]
+    row.sent, row.received, row.loss, row.rtt_ms = (
+        tr["sent"],
+        tr["received"],
+        tr["loss"],
+        tr["rtt_ms"],
+    )
+    return row
+
+
+async def _terminate(
+    configs: list[SystemConfig], outcomes: list[Outcome], testbed: str, baseline: int
+) -> tuple[bool, str]:
+    """Terminates every federation of the run (over Mfm, as the consumer's
+    MEO would) and checks that it took: no live federation left at any
+    consumer, and the providers' app containers are gone again."""
+    problems: list[str] = []
+    for cfg, o in zip(configs, outcomes, strict=True):
+        try:
+            problems += await _terminate_one(cfg, o)
+        except grpc.aio.AioRpcError as exc:  # e.g. the consumer's MEF is gone
+            problems.append(f"{cfg.system_id}: {exc.code().name} {exc.details()}")
+    # Provider-side containers are removed by the rollback; allow it a moment.
+    deadline = time.monotonic() + 20
+    count = len(await asyncio.to_thread(container_targets, testbed))
+    while count > baseline and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        count = len(await asyncio.to_thread(container_targets, testbed))
+    if count > baseline:
+        problems.append(f"{count - baseline} federated app containers left")
+    return not problems, "; ".join(problems)
+
+
+async def _terminate_one(cfg: SystemConfig, o: Outcome) -> list[str]:
+    problems: list[str] = []
+    async with security.secure_channel(cfg.mef_listen, cfg.tls, cfg.system_id) as ch:
+        stub = federator_pb2_grpc.MecFederatorStub(ch)
+        if o.federation is not None:
+            fid = o.federation.federation_id
+            try:
+                await stub.TerminateFederation(
+                    federator_pb2.TerminateFederationRequest(federation_id=fid), timeout=60
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # already ended
+                    problems.append(f"terminate {fid}: {exc.code().name} {exc.details()}")
+        live = await stub.ListFederations(
+            federator_pb2.ListFederationsRequest(states=_LIVE_STATES), timeout=30
+        )
+        if live.federations:
+            problems.append(f"{cfg.system_id}: {len(live.federations)} federations still live")
+    return problems
