@@ -53,7 +53,7 @@ ENV_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 ENV_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 
 # Short delay so a demo's trace is visible in Jaeger about when the demo ends.
-SCHEDULE_DELAY_MS = 200
+SCHEDULE_DELAY_MS = 2000
 # Bounded memory if the collector is unreachable: beyond this spans are dropped.
 MAX_QUEUE_SIZE = 2048
 MAX_EXPORT_BATCH_SIZE = 512

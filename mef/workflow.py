@@ -208,10 +208,12 @@ class ConsumerWorkflow:
 
         ranked = sorted(offers, key=lambda o: (o.price, o.received_at))
         last_error: Exception | None = None
-        for offer in ranked[: self.settings.max_deploy_attempts]:
+        for candidate in ranked[: self.settings.max_deploy_attempts]:
             started = time.time()
-            with step_span(self.tracer, STEP_AWARD, provider=offer.provider_id, price=offer.price):
-                await self.transport.award(need, offer)
+            with step_span(
+                self.tracer, STEP_AWARD, provider=candidate.provider_id, price=candidate.price
+            ):
+                offer = await self.transport.award(need, candidate)
             fed = self._set(
                 fed,
                 state=FederationState.AWARDED,

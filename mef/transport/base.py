@@ -69,8 +69,10 @@ class MffTransport(Protocol):
         has enough or its deadline passes (then it closes the iterator)."""
         ...
 
-    async def award(self, need: ServiceNeed, offer: Offer) -> None:
-        """Record the winner (a no-op where accepting happens in deploy)."""
+    async def award(self, need: ServiceNeed, offer: Offer) -> Offer:
+        """Record the winner (a no-op where accepting happens in deploy) and
+        return the offer that actually won: where an auction decides (the
+        chain), that may differ from the workflow's own ranking."""
         ...
 
     async def deploy(

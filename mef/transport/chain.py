@@ -30,7 +30,7 @@ import json
 import logging
 import math
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -206,6 +206,8 @@ class _Auction:
     winner: str = ""
     # Where the winner's Mff server is (address, TLS name), once known.
     mff: tuple[str, str] | None = None
+    # The latest bid of every provider (a lowered re-bid replaces the first).
+    bids: dict[str, Offer] = field(default_factory=dict)
 
 
 @dataclass
@@ -407,14 +409,15 @@ class ChainTransport:
                     auction.awarded.set()
                     return
                 provider = to_checksum_address(args["provider"])
-                if provider in seen:
-                    continue  # a lowered re-bid; the contract keeps the best
-                seen.add(provider)
                 try:
                     offer = await self._offer_from_bid(auction, provider, args)
                 except MecfedError as exc:
                     log.warning("%s: unusable bid from %s: %s", service_id, provider, exc)
                     continue
+                auction.bids[provider] = offer
+                if provider in seen:
+                    continue  # a lowered re-bid: award() reads the contract's choice
+                seen.add(provider)
                 yield offer
         finally:
             for pump in pumps:
@@ -451,23 +454,51 @@ class ChainTransport:
                 return decoder(entry)
         raise FailedPrecondition(f"transaction emitted no {event}")
 
-    async def award(self, need: ServiceNeed, offer: Offer) -> None:
+    async def award(self, need: ServiceNeed, offer: Offer) -> Offer:
+        """The contract, not our reading of the logs, decides the winner:
+        returns the winning offer (normally ``offer``)."""
         auction = self._auctions.get(need.federation_id)
         if auction is None:
             raise FailedPrecondition(f"{need.federation_id} was never announced")
-        ref = json.loads(offer.ref)
         fns = self.contract.functions
         if await self.client.call(fns.stateOf(auction.service_id)) != fedc.AWARDED:
             # Fewer than k bids: the auction closes by itself once a block at
             # or past the deadline exists; no transaction is needed for that.
             await self._wait_chain_time(auction.deadline)
-        view = await self.client.call(self.contract.functions.serviceOf(auction.service_id))
+        view = await self.client.call(fns.serviceOf(auction.service_id))
         winner = to_checksum_address(view[7])
-        if winner != ref["provider"]:
-            raise FailedPrecondition(
-                f"the contract awarded {auction.service_id} to {winner}, not {ref['provider']}"
-            )
         auction.winner = winner
+        if winner == json.loads(offer.ref)["provider"] and offer.price == int(view[8]):
+            return offer
+        won = auction.bids.get(winner)
+        if won is None or won.price != int(view[8]):
+            won = await self._bid_from_logs(auction, winner)
+        log.info(
+            "%s: the contract awarded %s at %s", auction.service_id, won.provider_id, won.price
+        )
+        return won
+
+    async def _bid_from_logs(self, auction: _Auction, provider: str) -> Offer:
+        """The provider's latest bid, read back from the chain."""
+        logs = await self.client.request(
+            "eth_getLogs",
+            [
+                {
+                    "address": self._contract_address,
+                    "fromBlock": hex(auction.block),
+                    "toBlock": "latest",
+                    "topics": [
+                        self._topic("BidPlaced"),
+                        auction.service_id,
+                        _address_topic(provider),
+                    ],
+                }
+            ],
+        )
+        if not logs:
+            raise FailedPrecondition(f"no bid of the winner {provider} on {auction.service_id}")
+        event = self._decode(logs[-1:], "BidPlaced")
+        return await self._offer_from_bid(auction, provider, event["args"])
 
     async def _block_period(self) -> int:
         """The chain's block period in whole seconds: configured, else the
@@ -679,6 +710,8 @@ class ChainTransport:
         if consumer == self.address or self._provider is None:
             return
         service_id = "0x" + bytes(args["id"]).hex()
+        if service_id in self._won:
+            return  # seen already (e.g. replayed after a reconnect): one bid each
         federation_id, _, app, traceparent = decode_requirements(bytes(args["requirements"]))
         need = ServiceNeed(federation_id, consumer, app, Requirements(int(args["maxPrice"])))
         with step_span(

@@ -121,8 +121,9 @@ class DirectTransport:
             for task in tasks:
                 task.cancel()
 
-    async def award(self, need: ServiceNeed, offer: Offer) -> None:
+    async def award(self, need: ServiceNeed, offer: Offer) -> Offer:
         """Nothing to send: InstallApp accepts the offer."""
+        return offer
 
     async def deploy(
         self, offer: Offer, order: DeploymentOrder, timeout: float
