@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -235,7 +236,13 @@ async def _run_point(
     await asyncio.gather(*(ensure_local_app(c, s, opts.image) for c, s in pairs))
     baseline = len(await asyncio.to_thread(container_targets, testbed))
     fixed = _fixed_targets(state)
+    # Requests arrive at random points of the block cycle, as in real use:
+    # back-to-back runs would otherwise all start just after the block that
+    # mined the previous run's termination, i.e. at the worst phase.
+    phase = random.Random(opts.seed)
     for run in range(opts.runs):
+        if bt:
+            await asyncio.sleep(phase.uniform(0, bt))
         reporter.status(f"{backend} N={n}: run {run + 1}/{opts.runs}")
         outcomes = [Outcome(c.system_id) for c in configs]
         sampler = ResourceSampler(fixed, testbed, max_seconds=opts.run_timeout + 30)
