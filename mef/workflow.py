@@ -362,6 +362,7 @@ class _Quote:
     consumer_id: str
     federation_id: str
     app: AppSpecT
+    binding: bool = False
 
     @property
     def replicas(self) -> int:
@@ -410,22 +411,30 @@ class ProviderWorkflow:
             del self._quotes[ref]
         return sum(q.replicas for q in self._quotes.values())
 
-    async def quote(self, need: ServiceNeed) -> Offer:
+    async def quote(self, need: ServiceNeed, binding: bool = False) -> Offer:
+        """Prices ``need``. A ``binding`` quote (a bid the auction may award
+        without asking again) also holds capacity until it is accepted,
+        withdrawn or expires, so a provider never wins more than it can run."""
         with step_span(
             self.tracer, "provider.quote", federation_id=need.federation_id, provider=self.system_id
         ) as span:
-            offer = await self._quote(need)
-            set_attributes(span, price=offer.price)
+            offer = await self._quote(need, binding)
+            set_attributes(span, price=offer.price, binding=binding)
             return offer
 
-    async def _quote(self, need: ServiceNeed) -> Offer:
+    def withdraw(self, offer_ref: str) -> None:
+        """The offer lost (e.g. another provider won the auction)."""
+        self._quotes.pop(offer_ref, None)
+
+    async def _quote(self, need: ServiceNeed, binding: bool = False) -> Offer:
         if need.consumer_id == self.system_id:
             raise FailedPrecondition("a system does not make offers for its own services")
         async with self._lock:
             now = self._clock()
             capacity = self.policy.capacity_replicas
             pending = self._pending_replicas(now)
-            free = capacity - self.ledger.used
+            held = sum(q.replicas for q in self._quotes.values() if q.binding)
+            free = capacity - self.ledger.used - (held if binding else 0)
             if need.app.replicas > free:
                 raise ResourceExhausted(
                     f"{self.system_id} has capacity for {max(free, 0)} more replicas; "
@@ -444,7 +453,9 @@ class ProviderWorkflow:
                 valid_until=now + self.policy.offer_validity_ms / 1000,
                 received_at=now,
             )
-            self._quotes[offer.ref] = _Quote(offer, need.consumer_id, need.federation_id, need.app)
+            self._quotes[offer.ref] = _Quote(
+                offer, need.consumer_id, need.federation_id, need.app, binding
+            )
             return offer
 
     async def accept(self, offer_ref: str, consumer_id: str, federation_id: str) -> AppSpecT:

@@ -25,8 +25,13 @@ class ProviderHandler(Protocol):
     """What a transport calls when another system wants something from us.
     Implemented by mef.workflow.ProviderWorkflow."""
 
-    async def quote(self, need: ServiceNeed) -> Offer:
-        """Price ``need`` or raise (ResourceExhausted, FailedPrecondition)."""
+    async def quote(self, need: ServiceNeed, binding: bool = False) -> Offer:
+        """Price ``need`` or raise (ResourceExhausted, FailedPrecondition).
+        ``binding``: the offer can be taken without asking again (a bid)."""
+        ...
+
+    def withdraw(self, offer_ref: str) -> None:
+        """Forget an offer that lost."""
         ...
 
     async def accept(self, offer_ref: str, consumer_id: str, federation_id: str) -> AppSpec:

@@ -312,10 +312,12 @@ class ChainTransport:
             "announcements": self._stream(["ServiceAnnounced"], from_block=head),
             "endpoints": self._stream(["ConsumerEndpoint"], None, None, me, from_block=head),
             "terminations": self._stream(["ServiceTerminated"], from_block=head),
+            "awards": self._stream(["ServiceAwarded"], from_block=head),
         }
         self._spawn(self._serve(streams["announcements"], self._on_announced), "announcements")
         self._spawn(self._serve(streams["endpoints"], self._on_consumer_endpoint), "endpoints")
         self._spawn(self._serve(streams["terminations"], self._on_terminated), "terminations")
+        self._spawn(self._serve(streams["awards"], self._on_awarded), "awards")
         for stream in streams.values():
             await stream.wait_live(timeout=30)
         await fedc.ensure_member(self.client, self._contract_address, self.account, self.system_id)
@@ -724,7 +726,7 @@ class ChainTransport:
             announced_in_block=event["blockNumber"],
         ) as span:
             try:
-                offer = await self._provider.quote(need)
+                offer = await self._provider.quote(need, binding=True)
             except MecfedError as exc:
                 log.debug("no bid on %s: %s", service_id, exc)
                 set_attributes(span, declined=str(exc))
@@ -774,6 +776,16 @@ class ChainTransport:
             )
             _tx_attributes(span, receipt)
         self._spawn(self._withdraw(), "withdraw")  # the price is ours now
+
+    async def _on_awarded(self, event: Any) -> None:
+        """A bid of ours that lost frees the capacity it held."""
+        service_id = "0x" + bytes(event["args"]["id"]).hex()
+        won = self._won.get(service_id)
+        if won is None or self._provider is None:
+            return
+        if to_checksum_address(event["args"]["provider"]) != self.address:
+            self._provider.withdraw(won.offer_ref)
+            self._won.pop(service_id, None)
 
     async def _on_terminated(self, event: Any) -> None:
         service_id = "0x" + bytes(event["args"]["id"]).hex()

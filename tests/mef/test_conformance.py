@@ -180,3 +180,18 @@ async def test_idempotent_request_id(federation_net):
         first = await stub.RequestFederation(req, timeout=10)
         second = await stub.RequestFederation(req, timeout=10)
     assert first.federation_id == second.federation_id
+
+
+async def test_provider_never_commits_beyond_capacity(federation_net):
+    # Two consumers at once, one provider with room for one replica: one
+    # federation is established, the other fails cleanly (on the chain the
+    # provider does not even bid twice, since a bid can be awarded unasked).
+    c1, c2, provider = await federation_net([NO_OFFERS, NO_OFFERS, fixed_policy(100, capacity=1)])
+    import asyncio
+
+    feds = await asyncio.gather(
+        run_to_end(c1, request(timeout_ms=1500)), run_to_end(c2, request(timeout_ms=1500))
+    )
+    assert sorted(f.state for f in feds) == [ESTABLISHED, FAILED]
+    assert provider.mef.provider.ledger.used == 1
+    assert len(provider.meo.deployed) == 1
