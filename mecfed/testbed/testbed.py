@@ -504,9 +504,12 @@ def default_policy(system: SystemState, state: TestbedState, seed: int) -> dict[
         return {"fixed": {"price": "1"}, "capacityReplicas": 0}
     providers = [s.system_id for s in state.systems if s.role == "provider"]
     consumers = len(state.systems) - len(providers)
-    # Room for twice a fair share: enough that no request is refused, small
-    # enough that load shows in the price.
-    capacity = max(4, 2 * -(-consumers // len(providers)))
+    # Room for every consumer: on the chain a bid is binding and holds its
+    # capacity until the auction ends, so a provider that could not serve
+    # all consumers would stay out of some auctions (and leave them without
+    # bids when everybody asks at once). The convex load factor still
+    # spreads the wins.
+    capacity = max(4, consumers)
     policies = seeded_policies(len(providers), seed, capacity_replicas=capacity)
     return policies[providers.index(system.system_id)].to_json()
 
