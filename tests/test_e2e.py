@@ -47,6 +47,12 @@ def leftovers(name: str) -> dict[str, list]:
     processes = supervisor.find_tagged(name)  # MEFs, MEOs and the chain node
     if processes:
         found["processes"] = processes
+    # The netns VIM names its namespaces after the MEC system, not the testbed.
+    netns_dir = "/var/run/netns"
+    names = os.listdir(netns_dir) if os.path.isdir(netns_dir) else []
+    vim_namespaces = [n for n in names if n.startswith("mecfed-mec-")]
+    if vim_namespaces:
+        found["vim_namespaces"] = vim_namespaces
     return found
 
 

@@ -22,9 +22,12 @@ All calls are synchronous pyroute2; the testbed runs them in a thread.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 import logging
 import os
+import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +230,21 @@ def remove_all(prefix: str) -> None:
             netns.remove(ns)
         except FileNotFoundError:
             pass
+
+
+def remove_vim_namespaces(meta_dir: Path) -> list[str]:
+    """Removes the namespaces (and their app processes) that a system's netns
+    VIM recorded in ``meta_dir`` (one ``<namespace>.json`` with the pid each):
+    they are named after the MEC system, not the testbed, so the prefix
+    sweep does not find them."""
+    removed = []
+    for meta in sorted(meta_dir.glob("*.json")):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            os.kill(int(json.loads(meta.read_text())["pid"]), signal.SIGKILL)
+        with contextlib.suppress(FileNotFoundError, OSError):
+            netns.remove(meta.stem)
+            removed.append(meta.stem)
+    return removed
 
 
 def namespace_pids(prefix: str) -> dict[str, list[int]]:

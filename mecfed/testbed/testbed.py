@@ -466,6 +466,10 @@ class Testbed:
         )
         self._procs.clear()
         await asyncio.to_thread(remove_containers, self.name)
+        if state is not None:
+            for s in state.systems:
+                meta = Path(s.run_dir) / "meo" / "netns-vim"
+                await asyncio.to_thread(netns.remove_vim_namespaces, meta)
         await asyncio.to_thread(netns.remove_all, self.prefix)
         if state is not None:
             state.status = "down"
