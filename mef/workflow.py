@@ -43,7 +43,6 @@ from mef.domain import (
     Federation,
     FederationState,
     Offer,
-    OverlayEndpoint,
     Problem,
     Requirements,
     ServiceNeed,
@@ -529,7 +528,6 @@ def _utc(seconds: float):  # type: ignore[no-untyped-def]
 __all__ = [
     "ConsumerSettings",
     "ConsumerWorkflow",
-    "OverlayEndpoint",
     "ProviderWorkflow",
     "TrafficCheck",
 ]

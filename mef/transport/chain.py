@@ -202,7 +202,6 @@ class _Auction:
     service_id: str
     deadline: int
     block: int
-    awarded: asyncio.Event
     winner: str = ""
     # Where the winner's Mff server is (address, TLS name), once known.
     mff: tuple[str, str] | None = None
@@ -378,7 +377,6 @@ class ChainTransport:
             service_id,
             int(announced["args"]["biddingDeadline"]),
             receipt.block_number,
-            asyncio.Event(),
         )
         self._auctions[need.federation_id] = auction
         stream = self._stream(
@@ -408,7 +406,6 @@ class ChainTransport:
                 args = event["args"]
                 if event["event"] == "ServiceAwarded":
                     auction.winner = to_checksum_address(args["provider"])
-                    auction.awarded.set()
                     return
                 provider = to_checksum_address(args["provider"])
                 try:

@@ -37,12 +37,6 @@ from mef.transport.base import ProviderHandler
 
 log = logging.getLogger(__name__)
 
-_TERMINAL = (
-    common_pb2.INSTANCE_STATE_READY,
-    common_pb2.INSTANCE_STATE_FAILED,
-    common_pb2.INSTANCE_STATE_TERMINATED,
-)
-
 
 class DirectTransport:
     """Consumer side of the direct transport."""
