@@ -146,7 +146,10 @@ def summary_md(result: BenchResult, command: str, elapsed_s: float) -> str:
         f"Command: `{command}`  ",
         f"Wall time: {elapsed_s:.1f} s. End-to-end = Federation created_at -> updated_at at "
         "ESTABLISHED; steps = durations of the step spans under each federation's trace root. "
-        "Cells: mean ± std (p95), seconds, over successful federations.",
+        "Cells: mean ± std (p95), seconds, over successful federations. Each provider's MEO "
+        "keeps a warm pool of started app containers (twice its fair share of the consumers; "
+        "`spare` in the resource table) and refills it between runs; a claim beyond the pool "
+        "starts a container cold.",
         "",
         "## End-to-end and steps",
         "",

@@ -234,7 +234,8 @@ async def _run_point(
     # The consumers' own services stay across runs; only federations change.
     pairs = zip(configs, services, strict=True)
     await asyncio.gather(*(ensure_local_app(c, s, opts.image) for c, s in pairs))
-    baseline = len(await asyncio.to_thread(container_targets, testbed))
+    baseline = _app_count(await asyncio.to_thread(container_targets, testbed))
+    spares = state.params.get("warm_pool", 0) * len(state.providers)
     fixed = _fixed_targets(state)
     # Requests arrive at random points of the block cycle, as in real use:
     # back-to-back runs would otherwise all start just after the block that
@@ -263,7 +264,7 @@ async def _run_point(
         # Everything is in spans.jsonl already; memory stays flat over long sweeps.
         collector.spans.clear()
         reporter.status(f"{backend} N={n}: run {run + 1}: terminating federations")
-        freed, note = await _terminate(configs, outcomes, testbed, baseline)
+        freed, note = await _terminate(configs, outcomes, testbed, baseline, spares)
         for r in rows:
             r.terminated = freed
         if not freed:
@@ -331,26 +332,50 @@ def _row(o: Outcome, backend: str, bt: float | None, n: int, k: int, run: int) -
     return row
 
 
+def _app_count(targets: list[Target]) -> int:
+    return sum(1 for t in targets if t.component == "app")
+
+
 async def _terminate(
-    configs: list[SystemConfig], outcomes: list[Outcome], testbed: str, baseline: int
+    configs: list[SystemConfig],
+    outcomes: list[Outcome],
+    testbed: str,
+    baseline: int,
+    spares: int,
 ) -> tuple[bool, str]:
     """Terminates every federation of the run (over Mfm, as the consumer's
     MEO would) and checks that it took: no live federation left at any
-    consumer, and the providers' app containers are gone again."""
+    consumer, and the providers' app containers are gone again. Then waits
+    for the providers' warm pools to be full again, so that every run starts
+    from the same state (as a provider idle between bursts would be)."""
+    # All at once: on the chain each termination waits for its transaction,
+    # and one block can carry all of them.
+    results = await asyncio.gather(
+        *(_terminate_one(cfg, o) for cfg, o in zip(configs, outcomes, strict=True)),
+        return_exceptions=True,
+    )
     problems: list[str] = []
-    for cfg, o in zip(configs, outcomes, strict=True):
-        try:
-            problems += await _terminate_one(cfg, o)
-        except grpc.aio.AioRpcError as exc:  # e.g. the consumer's MEF is gone
-            problems.append(f"{cfg.system_id}: {exc.code().name} {exc.details()}")
+    for cfg, res in zip(configs, results, strict=True):
+        if isinstance(res, grpc.aio.AioRpcError):  # e.g. the consumer's MEF is gone
+            problems.append(f"{cfg.system_id}: {res.code().name} {res.details()}")
+        elif isinstance(res, BaseException):
+            raise res
+        else:
+            problems += res
     # Provider-side containers are removed by the rollback; allow it a moment.
     deadline = time.monotonic() + 20
-    count = len(await asyncio.to_thread(container_targets, testbed))
-    while count > baseline and time.monotonic() < deadline:
+    found = await asyncio.to_thread(container_targets, testbed)
+    while _app_count(found) > baseline and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-        count = len(await asyncio.to_thread(container_targets, testbed))
-    if count > baseline:
-        problems.append(f"{count - baseline} federated app containers left")
+        found = await asyncio.to_thread(container_targets, testbed)
+    if _app_count(found) > baseline:
+        problems.append(f"{_app_count(found) - baseline} federated app containers left")
+    deadline = time.monotonic() + 120
+    while len(found) - _app_count(found) < spares and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        found = await asyncio.to_thread(container_targets, testbed)
+    if (idle := len(found) - _app_count(found)) < spares:
+        problems.append(f"warm pools hold {idle} of {spares} spares")
     return not problems, "; ".join(problems)
 
 

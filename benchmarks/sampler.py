@@ -34,7 +34,8 @@ class Target:
 
 
 def container_targets(testbed: str) -> list[Target]:
-    """The testbed's running app containers (label ``mecfed.testbed``)."""
+    """The testbed's running app containers (label ``mecfed.testbed``);
+    a provider MEO's unclaimed warm-pool spares count as ``spare``."""
     import docker
     from docker.errors import DockerException
 
@@ -47,7 +48,8 @@ def container_targets(testbed: str) -> list[Target]:
         for c in client.containers.list(filters={"label": f"mecfed.testbed={testbed}"}):
             pid = int(c.attrs.get("State", {}).get("Pid") or 0)
             if pid:
-                out.append(Target("app", c.name, pid, tree=True))
+                kind = "spare" if "-pool-" in c.name else "app"
+                out.append(Target(kind, c.name, pid, tree=True))
         return out
     except DockerException:
         return []

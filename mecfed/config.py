@@ -51,6 +51,10 @@ class SystemConfig:
     vni_range: tuple[int, int] = (1000, 16_000_000)
     vxlan_port_range: tuple[int, int] = (4789, 4889)
     overlay_pool: str = "172.30.0.0/16"
+    # Docker VIM only: started spare containers of ``warm_image`` the MEO
+    # keeps for deployments (0 = start every container on demand).
+    warm_pool: int = 0
+    warm_image: str = ""
     # Where the MEO keeps its state (reservations), to clean up after a crash.
     state_dir: str = "/var/lib/mecfed"
     # Chain backend: {"ws_url", "contract", "keystore", "password_file"}.

@@ -533,6 +533,19 @@ class Orchestrator:
                 app.instances = present + [r for r, _ in made]
         self._save()
 
+    async def warm_up(self) -> None:
+        """Fills the VIMs' warm pools (if any) before the MEO serves."""
+        for vim in self.vims.values():
+            fill = getattr(vim, "fill", None)
+            if fill is not None:
+                await fill()
+
+    async def close(self) -> None:
+        for vim in self.vims.values():
+            close = getattr(vim, "close", None)
+            if close is not None:
+                await close()
+
     async def _exists(self, rec: InstanceRecord) -> bool:
         vim = self.vims.get(rec.host)
         if vim is None:

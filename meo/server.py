@@ -127,6 +127,15 @@ def build_orchestrator(config: SystemConfig, tracer: Tracer | None = None) -> Or
         bin_dir=str(state / "bin"),
         meta_dir=str(state / "netns-vim"),
     )
+    if config.warm_pool and config.vim == "docker":
+        from meo.model import DEFAULT_ECHO_PORT
+        from meo.vim.pool import PooledVim, PoolTemplate
+
+        if not config.warm_image:
+            raise ValueError("warm_pool needs warm_image: the image the spares run")
+        # The same env the orchestrator gives a default-port echo app.
+        template = PoolTemplate(config.warm_image, env=(("ECHO_PORT", str(DEFAULT_ECHO_PORT)),))
+        vim = PooledVim(vim, template, config.warm_pool, state / "warm-pool.json")
     orch = Orchestrator(config, {vim.host: vim}, tracer=tracer)
     orch.load()
     return orch
@@ -149,6 +158,7 @@ async def serve(
     if orchestrator is None:
         orchestrator = build_orchestrator(config, tracing.tracer(traces, "mecfed.meo"))
         await orchestrator.reconcile()
+        await orchestrator.warm_up()  # before serving: health means ready
     orch = orchestrator
     if server_credentials is not None and not interceptors:
         # Only this MEC system (its MEF and its operator) may drive its MEO.
@@ -204,6 +214,7 @@ def run(config_path: str, *, insecure: bool = False, cleanup_on_exit: bool = Fal
             await stop.wait()
         finally:
             await server.stop(grace=2)
+            await server.orchestrator.close()
             if cleanup_on_exit:
                 await server.orchestrator.cleanup_all()
             await tracing.shutdown_async(traces)

@@ -290,14 +290,26 @@ async def test_federate_then_terminate_releases_both_sides(bed: Bed) -> None:
         # Two provider replicas, 20 echoes to each.
         assert done.traffic.sent == 40 and done.traffic.received == 40
         assert len(done.provider_endpoint.app_ips) == 2
+        # The provider MEO's record names the containers (warm-pool claims
+        # carry the federation label only in the MEO's own state).
+        p_ch = security.secure_channel(
+            bed.provider.meo_listen, bed.provider.tls, bed.provider.system_id
+        )
+        async with p_ch:
+            status = await meo_grpc.MecOrchestratorStub(p_ch).GetServiceStatus(
+                meo_pb.GetServiceStatusRequest(federation_id=fed.federation_id), timeout=10
+            )
+        ids = [i.instance_id for i in status.instances]
         client = docker.from_env()
-        label = f"mecfed.federation={fed.federation_id}"
-        assert len(client.containers.list(filters={"label": label})) == 2
+        assert len(ids) == 2
+        assert all(client.containers.get(i).status == "running" for i in ids)
         await stub.TerminateFederation(
             federator_pb2.TerminateFederationRequest(federation_id=fed.federation_id),
             timeout=60,
         )
-        assert client.containers.list(all=True, filters={"label": label}) == []
+        for i in ids:
+            with pytest.raises(docker.errors.NotFound):
+                client.containers.get(i)
     # Neither MEO holds anything of the federation any more (links included:
     # the MEO tests check the netlink side of release).
     for side in (bed.consumer, bed.provider):

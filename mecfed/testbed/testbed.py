@@ -187,6 +187,7 @@ class Testbed:
         seed: int = 0,
         block_time: float | None = 1.0,
         otlp_endpoint: str | None = None,
+        warm_pool: int | None = None,
     ) -> TestbedState:
         """Brings up ``n`` MEC systems and waits until every MEF and MEO
         answers the gRPC health check.
@@ -194,7 +195,10 @@ class Testbed:
         ``offer_policies`` maps a system id or a role ("provider",
         "consumer") to the protobuf-JSON OfferPolicy of those systems; a
         system id wins over its role. Without one, consumers make no offers
-        and providers get tariff policies dealt from ``seed``. Calling ``up`` again with the same
+        and providers get tariff policies dealt from ``seed``. ``warm_pool``
+        is the number of started spare app containers each provider's MEO
+        keeps (Docker VIM; default: twice a provider's fair share of the
+        consumers). Calling ``up`` again with the same
         arguments keeps what runs; with different ones it rebuilds.
         """
         if not 1 <= n <= min(self.underlay.max_systems, 999):
@@ -210,6 +214,7 @@ class Testbed:
             "seed": seed,
             "block_time": block_time if backend == "chain" else None,
             "otlp_endpoint": tracing.resolve_endpoint(otlp_endpoint) or "",
+            "warm_pool": default_warm_pool(roles) if warm_pool is None else warm_pool,
             "base_port": self.base_port,
         }
         # Reuse only a complete testbed with the same parameters; anything
@@ -340,6 +345,10 @@ class Testbed:
             vim=params["vim"],
             offer_policy=dict(policy),
             state_dir=str(Path(system.run_dir) / "meo"),
+            warm_pool=params.get("warm_pool", 0)
+            if system.role == "provider" and params["vim"] == "docker"
+            else 0,
+            warm_image=params["image"],
             chain=self._chain_config(system, state),
             # A collector on the host's loopback is reached through the
             # underlay gateway from inside the system's namespace.
@@ -499,6 +508,13 @@ async def _connect_when_ready(ws_url: str, account: Any, proc: supervisor.Proces
                 raise supervisor.NotHealthy(f"anvil not answering at {ws_url}: {exc}") from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+
+def default_warm_pool(roles: list[str]) -> int:
+    """Twice a provider's fair share of the consumers: wins are uneven, and
+    a claim beyond the pool still works, it just starts a container cold."""
+    providers = max(1, roles.count("provider"))
+    return 2 * -(-roles.count("consumer") // providers)
 
 
 def default_policy(system: SystemState, state: TestbedState, seed: int) -> dict[str, Any]:

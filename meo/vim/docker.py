@@ -26,6 +26,10 @@ class DockerVim:
         # down` finds containers even after every MEO crashed.
         testbed = os.environ.get("MECFED_TESTBED", "")
         self._extra_labels = {LABEL_TESTBED: testbed} if testbed else {}
+        # Images known to be present: the lookup costs a daemon round trip
+        # on every deployment otherwise. A create that finds the image gone
+        # still fails clearly (and forgets it here).
+        self._images_seen: set[str] = set()
 
     @property
     def client(self) -> docker.DockerClient:
@@ -57,7 +61,9 @@ class DockerVim:
                     f"image {image!r} not found on this host; build or load it first"
                 ) from None
 
-        await asyncio.to_thread(lookup)
+        if image not in self._images_seen:
+            await asyncio.to_thread(lookup)
+            self._images_seen.add(image)
 
     async def create_instance(
         self,
@@ -92,6 +98,7 @@ class DockerVim:
                     raise DeploymentFailed(f"container {name} exited right after start")
                 return inst
             except docker.errors.ImageNotFound:
+                self._images_seen.discard(image)
                 self._remove(container)
                 raise DeploymentFailed(f"image {image!r} not found on this host") from None
             except docker.errors.APIError as exc:
@@ -102,6 +109,18 @@ class DockerVim:
                 raise
 
         return await asyncio.to_thread(create)
+
+    async def rename_instance(self, instance_id: str, name: str) -> Instance:
+        """Renames a running container (a warm-pool claim) and returns it as
+        it is now; raises ``docker.errors.NotFound`` if it is gone."""
+
+        def rename() -> Instance:
+            container = self.client.containers.get(instance_id)
+            container.rename(name)
+            container.reload()
+            return self._instance(container)
+
+        return await asyncio.to_thread(rename)
 
     @staticmethod
     def _remove(container: Container | None) -> None:
