@@ -171,7 +171,7 @@ async def chain_transport(
     config: SystemConfig, traces: TracerProvider | None = None
 ) -> MffTransport:
     """The chain backend from ``config.chain``: key from its keystore file,
-    AsyncWeb3 over WebSocket to the node, the Federation contract."""
+    JSON-RPC over WebSocket to the node, the Federation contract."""
     from mecfed.chain.client import ChainClient
     from mecfed.chain.federation import status_for
     from mecfed.chain.keystore import load_key

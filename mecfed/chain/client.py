@@ -14,19 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
-from eth_utils.abi import collapse_if_tuple
 from hexbytes import HexBytes
-from web3 import AsyncWeb3
-from web3.contract import AsyncContract
-from web3.contract.async_contract import AsyncContractFunction
 
+from mecfed.chain.abi import Contract, ContractFunction, EventDecoder, constructor_data
 from mecfed.chain.revert import ContractRevert, ErrorDecoder, StatusFor, is_revert_error
 from mecfed.chain.revert import revert_data_of as _revert_data_of
 from mecfed.chain.rpc import RpcConnection, RpcError, to_hex, to_int
-from mecfed.chain.subscriptions import EventDecoder, HeadStream, LogStream, TopicFilter
+from mecfed.chain.subscriptions import HeadStream, LogStream, TopicFilter
 from mecfed.errors import DeadlineExceeded, FailedPrecondition, Unavailable
 
 log = logging.getLogger(__name__)
@@ -147,16 +143,11 @@ class ChainClient:
         await self.close()
 
     @property
-    def w3(self) -> AsyncWeb3[Any]:
-        """The underlying AsyncWeb3 (for contract objects and read calls)."""
-        return self._conn.w3
-
-    @property
     def ws_url(self) -> str:
         return self._conn.ws_url
 
-    def contract(self, address: str, abi: Sequence[dict[str, Any]]) -> AsyncContract:
-        return self.w3.eth.contract(address=to_checksum_address(address), abi=list(abi))
+    def contract(self, address: str, abi: Sequence[dict[str, Any]]) -> Contract:
+        return Contract(address, abi)
 
     async def request(self, method: str, params: list[Any]) -> Any:
         """A raw JSON-RPC request (idempotent methods only: it may be retried)."""
@@ -173,7 +164,7 @@ class ChainClient:
 
     async def transact(
         self,
-        fn: AsyncContractFunction,
+        fn: ContractFunction,
         value: int = 0,
         *,
         gas: int | None = None,
@@ -182,20 +173,18 @@ class ChainClient:
         """Sends ``fn`` and waits for its receipt; a revert raises at once."""
         return await self.wait(await self.send(fn, value, gas=gas), timeout=timeout)
 
-    async def send(
-        self, fn: AsyncContractFunction, value: int = 0, *, gas: int | None = None
-    ) -> str:
+    async def send(self, fn: ContractFunction, value: int = 0, *, gas: int | None = None) -> str:
         """Signs and sends ``fn`` without waiting; returns the tx hash.
 
         A call that would revert (gas estimation fails) raises
         :class:`ContractRevert` here, before anything is sent. An explicit
         ``gas`` limit skips estimation.
         """
-        decoder = self._decoder_for(getattr(fn, "contract_abi", None) or [])
+        decoder = self._decoder_for(fn.contract_abi)
         call = {
             "from": self.address,
             "to": to_checksum_address(fn.address),
-            "data": fn._encode_transaction_data(),
+            "data": fn.calldata(),
             "value": hex(value),
         }
         return await self._send_call(call, decoder, context=f"{fn.fn_name}()", gas=gas)
@@ -207,10 +196,9 @@ class ChainClient:
 
     async def deploy(
         self, abi: Sequence[dict[str, Any]], bytecode: str, *args: Any
-    ) -> tuple[AsyncContract, Receipt]:
-        """Deploys a contract; returns it bound to this client and the receipt."""
-        factory = self.w3.eth.contract(abi=list(abi), bytecode=bytecode)
-        data = factory.constructor(*args).data_in_transaction
+    ) -> tuple[Contract, Receipt]:
+        """Deploys a contract; returns it and the receipt."""
+        data = constructor_data(abi, bytecode, *args)
         call = {"from": self.address, "data": data, "value": "0x0"}
         decoder = self._decoder_for(abi)
         receipt = await self.wait(await self._send_call(call, decoder, context="deploy"))
@@ -219,25 +207,21 @@ class ChainClient:
         return self.contract(receipt.contract_address, abi), receipt
 
     async def call(
-        self, fn: AsyncContractFunction, *, block: int | str = "latest", value: int = 0
+        self, fn: ContractFunction, *, block: int | str = "latest", value: int = 0
     ) -> Any:
         """A read-only call whose reverts raise decoded :class:`ContractRevert`."""
-        decoder = self._decoder_for(getattr(fn, "contract_abi", None) or [])
+        decoder = self._decoder_for(fn.contract_abi)
         call = {
             "from": self.address,
             "to": to_checksum_address(fn.address),
-            "data": fn._encode_transaction_data(),
+            "data": fn.calldata(),
             "value": hex(value),
         }
         try:
             result = await self._conn.request("eth_call", [call, _block_id(block)])
         except RpcError as exc:
             raise self._revert_from(exc, decoder, f"{fn.fn_name}()") from exc
-        outputs = list(fn.abi.get("outputs", []))
-        if not outputs:
-            return None
-        values = abi_decode([collapse_if_tuple(o) for o in outputs], HexBytes(result))
-        return values[0] if len(values) == 1 else tuple(values)
+        return fn.decode_output(HexBytes(result))
 
     async def _send_call(
         self, call: dict[str, Any], decoder: ErrorDecoder, context: str, gas: int | None = None

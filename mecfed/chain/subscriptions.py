@@ -24,13 +24,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from eth_utils import to_checksum_address
-from eth_utils.abi import collapse_if_tuple
 from hexbytes import HexBytes
-from web3 import AsyncWeb3
-from web3._utils.events import get_event_data
-from web3.datastructures import AttributeDict
-from web3.types import EventData
 
+from mecfed.chain.abi import AttrDict
 from mecfed.chain.rpc import TRANSPORT_ERRORS, Backoff, RpcConnection, RpcError, to_hex, to_int
 from mecfed.errors import Unavailable
 
@@ -40,8 +36,7 @@ TopicFilter = Sequence[str | bytes | Sequence[str | bytes] | None]
 
 
 def normalize_log(raw: Any) -> dict[str, Any]:
-    """One canonical shape for logs from ``eth_getLogs`` (hex strings) and
-    from subscriptions (which web3 may already have formatted)."""
+    """One canonical shape for logs from ``eth_getLogs`` and subscriptions."""
     return {
         "address": to_checksum_address(to_hex(raw["address"])),
         "topics": [HexBytes(t) for t in raw["topics"]],
@@ -53,32 +48,6 @@ def normalize_log(raw: Any) -> dict[str, Any]:
         "transactionHash": HexBytes(raw["transactionHash"]),
         "removed": bool(raw.get("removed", False)),
     }
-
-
-class EventDecoder:
-    """Decodes logs with the ``event`` entries of a contract ABI."""
-
-    def __init__(self, abi: Sequence[dict[str, Any]]) -> None:
-        self._w3 = AsyncWeb3()  # codec only; never connected
-        self._events: dict[bytes, dict[str, Any]] = {}
-        for entry in abi:
-            if entry.get("type") == "event" and not entry.get("anonymous"):
-                types = ",".join(collapse_if_tuple(i) for i in entry.get("inputs", []))
-                topic0 = AsyncWeb3.keccak(text=f"{entry['name']}({types})")
-                self._events[bytes(topic0)] = entry
-
-    def topic_of(self, event_name: str) -> str:
-        for topic, entry in self._events.items():
-            if entry["name"] == event_name:
-                return "0x" + topic.hex()
-        raise KeyError(f"no event {event_name} in ABI")
-
-    def __call__(self, log_entry: dict[str, Any]) -> EventData | AttributeDict[str, Any]:
-        topics = log_entry["topics"]
-        entry = self._events.get(bytes(topics[0])) if topics else None
-        if entry is None:
-            return AttributeDict(log_entry)
-        return get_event_data(self._w3.codec, entry, log_entry)  # type: ignore[arg-type]
 
 
 def _topic_param(topic: Any) -> Any:
@@ -126,7 +95,7 @@ class _Stream:
         """Closes the socket but keeps the stream (it reconnects and replays).
         For tests and for forcing a fresh connection after suspected staleness."""
         if self._conn is not None:
-            await self._conn.provider.disconnect()
+            await self._conn.disconnect()
 
     async def _session(self, conn: RpcConnection) -> AsyncIterator[Any]:
         raise NotImplementedError
@@ -200,11 +169,11 @@ class LogStream(_Stream):
             return None  # already delivered (back-fill / live overlap, replay)
         self.last = key
         self.cursor = key[0]
-        return self.decoder(entry) if self.decoder else AttributeDict(entry)
+        return self.decoder(entry) if self.decoder else AttrDict(entry)
 
     async def _session(self, conn: RpcConnection) -> AsyncIterator[Any]:
         # Subscribe before reading the head so no block falls between the two.
-        await conn.w3.eth.subscribe("logs", dict(self.filter))
+        await conn.subscribe("logs", dict(self.filter))
         head = to_int(await conn.request("eth_blockNumber", []))
         if self.cursor is None:
             self.cursor = head + 1
@@ -225,7 +194,7 @@ class LogStream(_Stream):
                     yield item
             start = end + 1
         self._live.set()
-        async for message in conn.w3.socket.process_subscriptions():
+        async for message in conn.notifications():
             item = self._accept(message["result"])
             if item is not None:
                 yield item
@@ -239,10 +208,10 @@ class HeadStream(_Stream):
     kind = "newHeads subscription"
 
     async def _session(self, conn: RpcConnection) -> AsyncIterator[Any]:
-        await conn.w3.eth.subscribe("newHeads")
+        await conn.subscribe("newHeads")
         self.connects += 1
         self._live.set()
-        async for message in conn.w3.socket.process_subscriptions():
+        async for message in conn.notifications():
             head = dict(message["result"])
             for key in ("number", "timestamp", "gasUsed", "gasLimit", "baseFeePerGas"):
                 if head.get(key) is not None:

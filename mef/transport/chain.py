@@ -485,7 +485,8 @@ class ChainTransport:
         )
 
     def _decode(self, logs: list[dict[str, Any]], event: str) -> Any:
-        from mecfed.chain.subscriptions import EventDecoder, normalize_log
+        from mecfed.chain.abi import EventDecoder
+        from mecfed.chain.subscriptions import normalize_log
 
         decoder = EventDecoder(self._abi)
         topic = HexBytes(self._topic(event))

@@ -23,13 +23,13 @@ async def _nonce_of(client: ChainClient, tx_hash: str) -> int:
 
 
 async def test_concurrent_transacts_get_distinct_nonces(client: ChainClient, counter: Any) -> None:
-    before = await counter.functions.count().call()
+    before = await client.call(counter.functions.count())
     receipts = await asyncio.gather(*(client.transact(counter.functions.inc()) for _ in range(20)))
     assert all(r.status == 1 for r in receipts)
     nonces = [await _nonce_of(client, r.tx_hash) for r in receipts]
     assert len(set(nonces)) == 20
     assert sorted(nonces) == list(range(min(nonces), min(nonces) + 20))
-    assert await counter.functions.count().call() == before + 20
+    assert await client.call(counter.functions.count()) == before + 20
 
 
 async def test_recovers_from_stale_nonce(client: ChainClient, counter: Any) -> None:
@@ -43,7 +43,7 @@ async def test_recovers_from_stale_nonce(client: ChainClient, counter: Any) -> N
 
 
 async def test_recovers_from_dropped_connection(client: ChainClient, counter: Any) -> None:
-    await client._conn.provider.disconnect()  # the socket goes away under the client
+    await client._conn.disconnect()  # the socket goes away under the client
     receipt = await client.transact(counter.functions.inc())
     assert receipt.status == 1
 
@@ -84,7 +84,7 @@ async def test_status_mapping_hook(anvil: Anvil, counter: Any) -> None:
 
 async def test_mined_revert_is_explained_without_timeout(client: ChainClient, counter: Any) -> None:
     """The second transaction fails only when mined (explicit gas: no estimate)."""
-    limit = await counter.functions.count().call() + 1
+    limit = await client.call(counter.functions.count()) + 1
     await client.request("evm_setAutomine", [False])
     try:
         first = await client.send(counter.functions.incUntil(limit), gas=200_000)
