@@ -148,10 +148,16 @@ class DockerVim:
         want = {LABEL_SYSTEM: self.system_id, **(labels or {})}
 
         def list_() -> list[Instance]:
-            found = self.client.containers.list(
+            rows = self.client.api.containers(
                 all=True, filters={"label": [f"{k}={v}" for k, v in want.items()]}
             )
-            return [self._instance(c) for c in found]
+            found = []
+            for row in rows:
+                try:
+                    found.append(self._instance(self.client.containers.get(row["Id"])))
+                except docker.errors.NotFound:
+                    continue  # removed since the listing, e.g. by a concurrent release
+            return found
 
         return await asyncio.to_thread(list_)
 

@@ -88,6 +88,7 @@ class PooledVim:
         """Adopts the idle spares a previous run left, drops dead ones and
         starts new ones until the pool is full. Called once before serving."""
         self._load()
+        self._idle = []
         members = await self.inner.list_instances({LABEL_POOL: self.template.key})
         present = {m.id for m in members}
         self._claimed = {i: lab for i, lab in self._claimed.items() if i in present}

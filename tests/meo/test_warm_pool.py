@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -100,3 +101,28 @@ async def test_template_mismatch_and_empty_pool_start_cold(
 def test_pool_size_must_not_be_negative(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         PooledVim(DockerVim("x"), PoolTemplate("img"), -1, tmp_path / "p.json")
+
+
+async def test_listing_skips_containers_removed_meanwhile(
+    echo_image: str, system_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release lists the system's containers while other releases remove
+    theirs: one that vanishes between the listing and its inspection is
+    skipped, not an error (it was a NotFound that failed terminations)."""
+    from docker.models.containers import ContainerCollection
+
+    pool = _pool(system_id, echo_image, tmp_path / "p.json", size=2)
+    await pool.fill()
+    a = await pool.create_instance(f"mecfed-{system_id}-a", echo_image, {}, Resources(), ENV)
+    real_get = ContainerCollection.get
+
+    def get(self: ContainerCollection, container_id: str) -> Any:
+        if a.id.startswith(container_id) or container_id.startswith(a.id):
+            raise docker.errors.NotFound("gone meanwhile")
+        return real_get(self, container_id)
+
+    monkeypatch.setattr(ContainerCollection, "get", get)
+    listed = await pool.list_instances()
+    monkeypatch.undo()
+    assert a.id not in {i.id for i in listed} and len(listed) == 1
+    await pool.close()
