@@ -264,6 +264,7 @@ class ChainTransport:
         self.tracer = tracing.tracer(traces, "mecfed.chain")
         self._interceptors = tracing.client_interceptors(traces)
         self._member_ready = asyncio.Event()
+        self._withdraw_lock = asyncio.Lock()
         self.gate = ChainGate(self)
 
     # --- plumbing ----------------------------------------------------------
@@ -740,9 +741,12 @@ class ChainTransport:
         await self._withdraw()
 
     async def _withdraw(self) -> None:
-        fns = self.contract.functions
-        if await self.client.call(fns.credits(self.address)):
-            await self.client.transact(fns.withdraw())
+        # One at a time: withdraw() pays out every credit, so a second one
+        # sent before the first is mined would revert and waste its gas.
+        async with self._withdraw_lock:
+            fns = self.contract.functions
+            if await self.client.call(fns.credits(self.address)):
+                await self.client.transact(fns.withdraw())
 
     # --- provider side -----------------------------------------------------
 
