@@ -783,9 +783,20 @@ class ChainTransport:
             self._won[service_id] = _Won(
                 service_id, federation_id, consumer, offer.ref, app, traceparent
             )
-            receipt = await self.client.transact(
-                self.contract.functions.bid(service_id, offer.price, sealed)
-            )
+            try:
+                receipt = await self.client.transact(
+                    self.contract.functions.bid(service_id, offer.price, sealed)
+                )
+            except BaseException as exc:
+                # No bid on chain, so no award will ever release the capacity
+                # the quote holds (its validity runs past the confirm window).
+                self._won.pop(service_id, None)
+                self._provider.withdraw(offer.ref)
+                if fedc.auction_closed(exc):
+                    log.debug("%s closed before our bid: %s", service_id, exc)
+                    set_attributes(span, declined=str(exc))
+                    return
+                raise
             _tx_attributes(span, receipt, price=offer.price)
 
     async def _on_consumer_endpoint(self, event: Any) -> None:
