@@ -12,6 +12,7 @@ from eth_account.signers.local import LocalAccount
 
 from mecfed import errors
 from mecfed.chain.client import ChainClient
+from mecfed.chain.revert import ContractRevert
 from mecfed.chain.sealing import pubkey_of
 
 ARTIFACT = Path(__file__).resolve().parents[2] / "contracts" / "artifacts" / "Federation.json"
@@ -58,6 +59,12 @@ STATUS_BY_ERROR: dict[str, type[errors.MecfedError]] = {
 
 def status_for(error_name: str) -> type[errors.MecfedError] | None:
     return STATUS_BY_ERROR.get(error_name)
+
+
+def auction_closed(exc: BaseException) -> bool:
+    """A bid refused because the auction ended first (its k-th bid or its
+    deadline came before ours): normal when more providers bid than k."""
+    return isinstance(exc, ContractRevert) and exc.error_name in ("WrongState", "BiddingClosed")
 
 
 @cache

@@ -264,6 +264,7 @@ class ChainTransport:
         self.tracer = tracing.tracer(traces, "mecfed.chain")
         self._interceptors = tracing.client_interceptors(traces)
         self._member_ready = asyncio.Event()
+        self._withdraw_lock = asyncio.Lock()
         self.gate = ChainGate(self)
 
     # --- plumbing ----------------------------------------------------------
@@ -740,9 +741,12 @@ class ChainTransport:
         await self._withdraw()
 
     async def _withdraw(self) -> None:
-        fns = self.contract.functions
-        if await self.client.call(fns.credits(self.address)):
-            await self.client.transact(fns.withdraw())
+        # One at a time: withdraw() pays out every credit, so a second one
+        # sent before the first is mined would revert and waste its gas.
+        async with self._withdraw_lock:
+            fns = self.contract.functions
+            if await self.client.call(fns.credits(self.address)):
+                await self.client.transact(fns.withdraw())
 
     # --- provider side -----------------------------------------------------
 
@@ -779,9 +783,20 @@ class ChainTransport:
             self._won[service_id] = _Won(
                 service_id, federation_id, consumer, offer.ref, app, traceparent
             )
-            receipt = await self.client.transact(
-                self.contract.functions.bid(service_id, offer.price, sealed)
-            )
+            try:
+                receipt = await self.client.transact(
+                    self.contract.functions.bid(service_id, offer.price, sealed)
+                )
+            except BaseException as exc:
+                # No bid on chain, so no award will ever release the capacity
+                # the quote holds (its validity runs past the confirm window).
+                self._won.pop(service_id, None)
+                self._provider.withdraw(offer.ref)
+                if fedc.auction_closed(exc):
+                    log.debug("%s closed before our bid: %s", service_id, exc)
+                    set_attributes(span, declined=str(exc))
+                    return
+                raise
             _tx_attributes(span, receipt, price=offer.price)
 
     async def _on_consumer_endpoint(self, event: Any) -> None:

@@ -195,3 +195,17 @@ async def test_provider_never_commits_beyond_capacity(federation_net):
     assert sorted(f.state for f in feds) == [ESTABLISHED, FAILED]
     assert provider.mef.provider.ledger.used == 1
     assert len(provider.meo.deployed) == 1
+
+
+async def test_a_losing_bid_holds_no_capacity(federation_net):
+    # k = 1 and two providers with room for one replica each: whoever
+    # loses the first auction (on the chain its bid may even be refused
+    # because the first closed the auction) must still serve the second.
+    consumer, a, b = await federation_net(
+        [NO_OFFERS, fixed_policy(100, capacity=1), fixed_policy(100, capacity=1)]
+    )
+    first = await run_to_end(consumer, request(k=1))
+    assert first.state == ESTABLISHED, first.error.detail
+    second = await run_to_end(consumer, request(k=1))
+    assert second.state == ESTABLISHED, second.error.detail
+    assert {first.provider_id, second.provider_id} == {a.system_id, b.system_id}
