@@ -467,6 +467,7 @@ class Orchestrator:
                 received=report.received,
                 loss=report.loss,
                 rtt_ms=report.rtt_ms,
+                warmup_ms=round(report.warmup_ms, 1),
             )
         return report
 
