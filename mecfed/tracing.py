@@ -37,7 +37,7 @@ import uuid
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -46,6 +46,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+if TYPE_CHECKING:
+    from mecfed.config import SystemConfig
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,17 @@ def build_resource(
     # Resource.create would also merge OTEL_RESOURCE_ATTRIBUTES and SDK info;
     # ours win on conflicts.
     return Resource.create(attributes)
+
+
+def setup_for_system(service_name: str, config: SystemConfig) -> TracerProvider | None:
+    """``setup_tracing`` for one MEC system's process (MEF or MEO)."""
+    return setup_tracing(
+        service_name,
+        system_id=config.system_id,
+        role=config.role or "both",
+        backend=config.backend,
+        endpoint=config.otlp_endpoint or None,
+    )
 
 
 def setup_tracing(

@@ -98,13 +98,7 @@ async def start(
 ) -> MefServer:
     """Starts a MEF; ``config.mef_listen`` may use port 0 (the chosen port is
     returned in ``MefServer.port``)."""
-    traces = tracing.setup_tracing(
-        "mef",
-        system_id=config.system_id,
-        role=config.role or "both",
-        backend=config.backend,
-        endpoint=config.otlp_endpoint or None,
-    )
+    traces = tracing.setup_for_system("mef", config)
     tracer = tracing.tracer(traces, "mecfed.mef")
     outgoing = tracing.client_interceptors(traces)
     peers = PeerBook(config.system_id, config.peers)

@@ -201,13 +201,7 @@ def run(config_path: str, *, insecure: bool = False, cleanup_on_exit: bool = Fal
             from mecfed.security import server_credentials
 
             creds = server_credentials(config.tls)
-        traces = tracing.setup_tracing(
-            "meo",
-            system_id=config.system_id,
-            role=config.role or "both",
-            backend=config.backend,
-            endpoint=config.otlp_endpoint or None,
-        )
+        traces = tracing.setup_for_system("meo", config)
         server, port = await serve(config, creds, traces=traces)
         log.info("MEO of %s serving on %s (port %s)", config.system_id, config.meo_listen, port)
         try:

@@ -209,8 +209,19 @@ class PooledVim:
 
     async def list_instances(self, labels: Mapping[str, str] | None = None) -> list[Instance]:
         want = dict(labels or {})
-        found = [self._with_claim(i) for i in await self.inner.list_instances()]
-        return [i for i in found if all(i.labels.get(k) == v for k, v in want.items())]
+        if not want:
+            return [self._with_claim(i) for i in await self.inner.list_instances()]
+        # Docker filters on the labels it has; a claim's labels live here, so
+        # only the claims that can match are inspected (releases call this).
+        found = {i.id: self._with_claim(i) for i in await self.inner.list_instances(want)}
+        for cid, extra in self._claimed.items():
+            if cid in found or not any(k in extra for k in want):
+                continue
+            if all(extra.get(k, v) == v for k, v in want.items()):
+                inst = await self.get_instance(cid)
+                if inst is not None:
+                    found[cid] = inst
+        return [i for i in found.values() if all(i.labels.get(k) == v for k, v in want.items())]
 
     async def get_instance(self, instance_id: str) -> Instance | None:
         inst = await self.inner.get_instance(instance_id)
