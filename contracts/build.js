@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Reproducible build of contracts/Federation.sol with the pinned solc-js (package.json).
-//   node contracts/build.js            write contracts/build-input.json + contracts/artifacts/Federation.json
+//   node contracts/build.js            write contracts/build-input.json + mecfed/chain/data/Federation.json
 //   node contracts/build.js --check    rebuild in memory, fail if the committed files differ
 //   node contracts/build.js --test DIR also compile contracts/test/*.sol -> DIR/test-artifacts.json
 // Any compiler warning or error fails the build.
@@ -13,7 +13,8 @@ const solc = require('solc');
 const ROOT = path.resolve(__dirname, '..');
 const SRC = path.join(ROOT, 'contracts', 'Federation.sol');
 const INPUT = path.join(ROOT, 'contracts', 'build-input.json');
-const ARTIFACT = path.join(ROOT, 'contracts', 'artifacts', 'Federation.json');
+// Shipped as package data so that an installed wheel has it (mecfed.chain.artifact).
+const ARTIFACT = path.join(ROOT, 'mecfed', 'chain', 'data', 'Federation.json');
 const TESTDIR = path.join(ROOT, 'contracts', 'test');
 const EXPECTED_VERSION = '0.8.30';
 

@@ -3,19 +3,15 @@ its custom errors map to gRPC statuses, deployment and membership."""
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
 from mecfed import errors
+from mecfed.chain.artifact import federation_abi, federation_artifact
 from mecfed.chain.client import ChainClient
 from mecfed.chain.revert import ContractRevert
 from mecfed.chain.sealing import pubkey_of
-
-ARTIFACT = Path(__file__).resolve().parents[2] / "contracts" / "artifacts" / "Federation.json"
 
 ALLOWLIST, MAJORITY = 0, 1
 STATE_NAMES = ("None", "Open", "Awarded", "Deployed", "Terminated", "Cancelled")
@@ -67,18 +63,12 @@ def auction_closed(exc: BaseException) -> bool:
     return isinstance(exc, ContractRevert) and exc.error_name in ("WrongState", "BiddingClosed")
 
 
-@cache
 def artifact() -> dict[str, Any]:
-    try:
-        return json.loads(ARTIFACT.read_text())
-    except FileNotFoundError:
-        raise errors.FailedPrecondition(
-            f"contract artifact {ARTIFACT} missing: run scripts/build_contract.sh"
-        ) from None
+    return federation_artifact()
 
 
 def abi() -> list[dict[str, Any]]:
-    return artifact()["abi"]
+    return federation_abi()
 
 
 async def deploy(client: ChainClient, policy: int = ALLOWLIST, members: list[str] = ()) -> str:

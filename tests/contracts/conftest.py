@@ -27,7 +27,7 @@ from web3.logs import DISCARD
 
 ROOT = Path(__file__).resolve().parents[2]
 ANVIL = ROOT / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-ARTIFACT = ROOT / "contracts/artifacts/Federation.json"
+ARTIFACT = ROOT / "mecfed/chain/data/Federation.json"
 BUILD = ROOT / "scripts/build_contract.sh"
 
 ALLOWLIST, MAJORITY = 0, 1
