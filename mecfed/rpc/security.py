@@ -111,12 +111,22 @@ def secure_channel(
 
 def peer_identity(context: grpc.aio.ServicerContext | grpc.ServicerContext) -> str | None:
     """The calling MEC system's id, taken from its verified client
-    certificate (CN, else the first DNS SAN); None if it sent none."""
+    certificate: its one CN (else its one DNS SAN). None if it sent none, or
+    if the certificate is ambiguous (several CNs or DNS SANs) or the name is
+    not plain text (a NUL or control character): such a certificate must not
+    be taken for the first system it happens to name."""
     auth = context.auth_context() or {}
     for key in ("x509_common_name", "peer_dns"):
         values = auth.get(key)
-        if values:
-            return values[0].decode()
+        if not values:
+            continue
+        if len(values) != 1:
+            return None
+        try:
+            name = values[0].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return name if name.isprintable() and name.strip() == name and name else None
     return None
 
 
@@ -132,8 +142,11 @@ class PeerAuthorizer(grpc.aio.ServerInterceptor):
     returned by the continuation and checks at the start of the call.
     """
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, *, anonymous: bool = False) -> None:
         self._policy = policy
+        # Insecure test servers have no client certificates: the policy is
+        # then asked about peer "" instead of the call being refused outright.
+        self._anonymous = anonymous
 
     async def intercept_service(
         self,
@@ -148,8 +161,14 @@ class PeerAuthorizer(grpc.aio.ServerInterceptor):
 
     async def _check(self, method: str, context: grpc.aio.ServicerContext) -> None:
         peer = peer_identity(context)
+        if peer is None and self._anonymous:
+            peer = ""
         if peer is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "client certificate required")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "client certificate required (exactly one printable CN or DNS name)",
+            )
+            return
         if not self._policy(method, peer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{peer} may not call {method}")
 

@@ -1,0 +1,189 @@
+"""Conversion of the MEO's Mfm messages (mecfed/v1/orchestrator.proto), in
+both directions: the MEO's servicer reads requests and writes replies, the
+MEF's MEO client writes requests and reads replies."""
+
+from __future__ import annotations
+
+from mecfed.errors import InvalidArgument
+from mecfed.model import (
+    App,
+    AppSpec,
+    AppInstance,
+    DeploymentOrder,
+    InstanceState,
+    OverlayEndpoint,
+    OverlayReservation,
+    ServiceStatus,
+    TrafficCheck,
+)
+from mecfed.model.checks import MAX_CANDIDATES, require_id, require_name
+from mecfed.v1 import orchestrator_pb2 as pb
+from mecfed.wire.common import (
+    app_from_proto,
+    app_to_proto,
+    build,
+    candidate_to_proto,
+    candidates_from_proto,
+    endpoint_from_proto,
+    endpoint_to_proto,
+    required,
+)
+
+DEFAULT_CANDIDATES = 4
+
+
+# --- apps ---------------------------------------------------------------------
+
+
+def instance_to_proto(inst: AppInstance) -> pb.AppInstance:
+    return pb.AppInstance(
+        instance_id=inst.instance_id,
+        host=inst.host,
+        state=int(inst.state),  # type: ignore[arg-type]
+        overlay_ips=list(inst.overlay_ips),
+    )
+
+
+def instance_from_proto(msg: pb.AppInstance) -> AppInstance:
+    return AppInstance(
+        msg.instance_id, msg.host, InstanceState(msg.state or 1), tuple(msg.overlay_ips)
+    )
+
+
+def app_record_to_proto(app: App) -> pb.App:
+    return pb.App(
+        name=app.name,
+        spec=app_to_proto(app.spec),
+        instances=[instance_to_proto(i) for i in app.instances],
+        federation_id=app.federation_id,
+    )
+
+
+def create_app_from_proto(msg: pb.CreateAppRequest) -> tuple[str, AppSpec]:
+    name = require_name(msg.name, "name")
+    return name, app_from_proto(required(msg, "spec", "spec"), "spec")
+
+
+def app_name_from(value: str) -> str:
+    return require_name(value, "name")
+
+
+# --- provider side --------------------------------------------------------------
+
+
+def deploy_from_proto(msg: pb.DeployFederatedServiceRequest) -> DeploymentOrder:
+    federation_id = require_id(msg.federation_id, "federation_id")
+    consumer_id = require_id(msg.consumer_id, "consumer_id")
+    app = app_from_proto(required(msg, "app", "app"))
+    endpoint = endpoint_from_proto(
+        required(msg, "consumer_endpoint", "consumer_endpoint"), "consumer_endpoint"
+    )
+    candidates = candidates_from_proto(msg.candidates)
+    return build(
+        "",
+        DeploymentOrder,
+        federation_id=federation_id,
+        consumer_id=consumer_id,
+        app=app,
+        consumer_endpoint=endpoint,
+        candidates=candidates,
+    )
+
+
+def deploy_to_proto(order: DeploymentOrder) -> pb.DeployFederatedServiceRequest:
+    return pb.DeployFederatedServiceRequest(
+        federation_id=order.federation_id,
+        consumer_id=order.consumer_id,
+        app=app_to_proto(order.app),
+        consumer_endpoint=endpoint_to_proto(order.consumer_endpoint),
+        candidates=[candidate_to_proto(c) for c in order.candidates],
+    )
+
+
+def deployed_to_proto(
+    endpoint: OverlayEndpoint, instances: tuple[AppInstance, ...]
+) -> pb.DeployFederatedServiceResponse:
+    return pb.DeployFederatedServiceResponse(
+        provider_endpoint=endpoint_to_proto(endpoint),
+        instances=[instance_to_proto(i) for i in instances],
+    )
+
+
+def deployed_from_proto(msg: pb.DeployFederatedServiceResponse) -> OverlayEndpoint:
+    endpoint = endpoint_from_proto(msg.provider_endpoint, "provider_endpoint")
+    endpoint.require_tunnel("provider_endpoint")
+    return endpoint
+
+
+# --- consumer side --------------------------------------------------------------
+
+
+def reserve_from_proto(msg: pb.ReserveOverlayRequest) -> tuple[str, int]:
+    federation_id = require_id(msg.federation_id, "federation_id")
+    count = msg.candidates or DEFAULT_CANDIDATES
+    if not 1 <= count <= MAX_CANDIDATES:
+        raise InvalidArgument.field("candidates", f"is {count}; it must be 1..{MAX_CANDIDATES}")
+    return federation_id, count
+
+
+def reservation_to_proto(res: OverlayReservation) -> pb.ReserveOverlayResponse:
+    return pb.ReserveOverlayResponse(
+        consumer_endpoint=endpoint_to_proto(res.endpoint),
+        candidates=[candidate_to_proto(c) for c in res.candidates],
+    )
+
+
+def reservation_from_proto(msg: pb.ReserveOverlayResponse) -> OverlayReservation:
+    endpoint = endpoint_from_proto(msg.consumer_endpoint, "consumer_endpoint")
+    return build(
+        "", OverlayReservation, endpoint=endpoint, candidates=candidates_from_proto(msg.candidates)
+    )
+
+
+def connect_from_proto(msg: pb.ConnectOverlayRequest) -> tuple[str, str, OverlayEndpoint]:
+    federation_id = require_id(msg.federation_id, "federation_id")
+    service_name = require_name(msg.service_name, "service_name")
+    provider = endpoint_from_proto(
+        required(msg, "provider_endpoint", "provider_endpoint"), "provider_endpoint"
+    )
+    provider.require_tunnel("provider_endpoint")
+    if not provider.app_ips:
+        raise InvalidArgument.field("provider_endpoint.app_ips", "must name at least one instance")
+    return federation_id, service_name, provider
+
+
+def traffic_check_from_proto(msg: pb.VerifyTrafficRequest) -> tuple[str, TrafficCheck]:
+    federation_id = require_id(msg.federation_id, "federation_id")
+    defaults = TrafficCheck()
+    check = build(
+        "",
+        TrafficCheck,
+        count=msg.count or defaults.count,
+        interval_ms=msg.interval_ms or defaults.interval_ms,
+        timeout_ms=msg.timeout_ms or defaults.timeout_ms,
+        echo_port=msg.echo_port or defaults.echo_port,
+    )
+    return federation_id, check
+
+
+def traffic_check_to_proto(federation_id: str, check: TrafficCheck) -> pb.VerifyTrafficRequest:
+    return pb.VerifyTrafficRequest(
+        federation_id=federation_id,
+        count=check.count,
+        interval_ms=check.interval_ms,
+        timeout_ms=check.timeout_ms,
+        echo_port=check.echo_port,
+    )
+
+
+def status_to_proto(status: ServiceStatus) -> pb.ServiceStatus:
+    return pb.ServiceStatus(
+        federation_id=status.federation_id,
+        role=str(status.role),
+        instances=[instance_to_proto(i) for i in status.instances],
+        local_endpoint=endpoint_to_proto(status.local_endpoint) if status.local_endpoint else None,
+        remote_endpoint=(
+            endpoint_to_proto(status.remote_endpoint) if status.remote_endpoint else None
+        ),
+        links=list(status.links),
+    )
