@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 from mecfed.errors import NotFound, ResourceExhausted
-from mef.domain import Federation, FederationState
+from mecfed.model import Federation, FederationState
 
 MAX_FEDERATIONS = 100_000
 _WATCH_QUEUE = 64

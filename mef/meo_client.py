@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from mecfed.errors import from_rpc_error
+from mecfed.model import (
+    DeploymentOrder,
+    OverlayEndpoint,
+    OverlayReservation,
+    TrafficCheck,
+    TrafficReport,
+)
+from mecfed.rpc.status import error_from_rpc
 from mecfed.v1 import orchestrator_pb2 as pb
 from mecfed.v1 import orchestrator_pb2_grpc as pb_grpc
-from mef.domain import AppSpec, OverlayEndpoint, TrafficReport, TunnelCandidate
+from mecfed.wire import orchestrator as wire
+from mecfed.wire.common import endpoint_to_proto, traffic_from_proto
+
+T = TypeVar("T")
 
 
 class Orchestrator(Protocol):
@@ -17,79 +28,51 @@ class Orchestrator(Protocol):
 
     async def require_app(self, name: str) -> None: ...
 
-    async def reserve_overlay(
-        self, federation_id: str, candidates: int
-    ) -> tuple[OverlayEndpoint, tuple[TunnelCandidate, ...]]: ...
+    async def reserve_overlay(self, federation_id: str, candidates: int) -> OverlayReservation: ...
 
-    async def deploy_federated(
-        self,
-        federation_id: str,
-        consumer_id: str,
-        app: AppSpec,
-        consumer_endpoint: OverlayEndpoint,
-        candidates: tuple[TunnelCandidate, ...],
-    ) -> OverlayEndpoint: ...
+    async def deploy_federated(self, order: DeploymentOrder) -> OverlayEndpoint: ...
 
     async def connect_overlay(
         self, federation_id: str, service_name: str, provider_endpoint: OverlayEndpoint
     ) -> OverlayEndpoint: ...
 
-    async def verify_traffic(
-        self, federation_id: str, count: int, interval_ms: int, timeout_ms: int, echo_port: int
-    ) -> TrafficReport: ...
+    async def verify_traffic(self, federation_id: str, check: TrafficCheck) -> TrafficReport: ...
 
     async def release(self, federation_id: str) -> None: ...
 
 
 class GrpcOrchestrator:
-    """Orchestrator over a (mutual TLS) channel to the MEO's gRPC server."""
+    """:class:`Orchestrator` over a (mutual TLS) channel to the MEO's server.
+    The MEO's answers are validated like any request (mecfed.wire)."""
 
     def __init__(self, channel: grpc.aio.Channel, timeout: float = 120.0) -> None:
         self._stub = pb_grpc.MecOrchestratorStub(channel)
         self._timeout = timeout
 
-    async def _call(self, what: str, method, request):  # type: ignore[no-untyped-def]
+    async def _call(self, what: str, method: Callable[..., Awaitable[T]], request: Any) -> T:
         try:
             return await method(request, timeout=self._timeout)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc, f"local MEO {what}") from None
+            raise error_from_rpc(exc, f"local MEO {what}") from None
 
     async def require_app(self, name: str) -> None:
         await self._call("GetApp", self._stub.GetApp, pb.GetAppRequest(name=name))
 
-    async def reserve_overlay(
-        self, federation_id: str, candidates: int
-    ) -> tuple[OverlayEndpoint, tuple[TunnelCandidate, ...]]:
+    async def reserve_overlay(self, federation_id: str, candidates: int) -> OverlayReservation:
         resp = await self._call(
             "ReserveOverlay",
             self._stub.ReserveOverlay,
             pb.ReserveOverlayRequest(federation_id=federation_id, candidates=candidates),
         )
-        return (
-            OverlayEndpoint.from_proto(resp.consumer_endpoint),
-            tuple(TunnelCandidate.from_proto(c) for c in resp.candidates),
-        )
+        return wire.reservation_from_proto(resp)
 
-    async def deploy_federated(
-        self,
-        federation_id: str,
-        consumer_id: str,
-        app: AppSpec,
-        consumer_endpoint: OverlayEndpoint,
-        candidates: tuple[TunnelCandidate, ...],
-    ) -> OverlayEndpoint:
+    async def deploy_federated(self, order: DeploymentOrder) -> OverlayEndpoint:
         resp = await self._call(
             "DeployFederatedService",
             self._stub.DeployFederatedService,
-            pb.DeployFederatedServiceRequest(
-                federation_id=federation_id,
-                consumer_id=consumer_id,
-                app=app.to_proto(),
-                consumer_endpoint=consumer_endpoint.to_proto(),
-                candidates=[c.to_proto() for c in candidates],
-            ),
+            wire.deploy_to_proto(order),
         )
-        return OverlayEndpoint.from_proto(resp.provider_endpoint)
+        return wire.deployed_from_proto(resp)
 
     async def connect_overlay(
         self, federation_id: str, service_name: str, provider_endpoint: OverlayEndpoint
@@ -100,26 +83,18 @@ class GrpcOrchestrator:
             pb.ConnectOverlayRequest(
                 federation_id=federation_id,
                 service_name=service_name,
-                provider_endpoint=provider_endpoint.to_proto(),
+                provider_endpoint=endpoint_to_proto(provider_endpoint),
             ),
         )
-        return OverlayEndpoint.from_proto(resp.consumer_endpoint)
+        return wire.endpoint_from_proto(resp.consumer_endpoint, "consumer_endpoint")
 
-    async def verify_traffic(
-        self, federation_id: str, count: int, interval_ms: int, timeout_ms: int, echo_port: int
-    ) -> TrafficReport:
+    async def verify_traffic(self, federation_id: str, check: TrafficCheck) -> TrafficReport:
         resp = await self._call(
             "VerifyTraffic",
             self._stub.VerifyTraffic,
-            pb.VerifyTrafficRequest(
-                federation_id=federation_id,
-                count=count,
-                interval_ms=interval_ms,
-                timeout_ms=timeout_ms,
-                echo_port=echo_port,
-            ),
+            wire.traffic_check_to_proto(federation_id, check),
         )
-        return TrafficReport.from_proto(resp)
+        return traffic_from_proto(resp)
 
     async def release(self, federation_id: str) -> None:
         await self._call(
@@ -127,3 +102,6 @@ class GrpcOrchestrator:
             self._stub.ReleaseService,
             pb.ReleaseServiceRequest(federation_id=federation_id),
         )
+
+
+__all__ = ["GrpcOrchestrator", "Orchestrator"]

@@ -16,149 +16,14 @@ import contextlib
 import uuid
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import StrEnum
-from typing import Self
 
 from mecfed.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
-from mecfed.v1 import common_pb2, federator_pb2
-from mecfed.validation import MAX_TEXT, require_range, require_text
+from mecfed.model import EndPoint, SystemRecord
 
 MAX_SYSTEMS = 10_000
-MAX_ENDPOINT_ENTRIES = 16
-MAX_ENDPOINT_TEXT = 256
 WATCH_QUEUE_SIZE = 256
-
-
-def _require_entry(value: str, field: str) -> str:
-    return require_text(value, field, max_len=MAX_ENDPOINT_TEXT)
-
-
-def _require_entries(values: tuple[object, ...], field: str) -> None:
-    if not values:
-        raise InvalidArgument(f"{field} must not be empty")
-    if len(values) > MAX_ENDPOINT_ENTRIES:
-        raise InvalidArgument(f"{field} has {len(values)} entries; at most {MAX_ENDPOINT_ENTRIES}")
-
-
-@dataclass(frozen=True, slots=True)
-class EndPoint:
-    """Where a system's federator listens (MEC 040 EndPointInfo).
-
-    Exactly one of the four alternatives is set; the others stay ``None``.
-    """
-
-    uris: tuple[str, ...] | None = None
-    fqdn: tuple[str, ...] | None = None
-    addresses: tuple[tuple[str, int], ...] | None = None
-    alternative: str | None = None
-
-    def __post_init__(self) -> None:
-        # Normalise lists to tuples so records stay hashable and immutable.
-        for name in ("uris", "fqdn", "addresses"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, tuple):
-                object.__setattr__(self, name, tuple(value))
-        if self.addresses is not None:
-            object.__setattr__(
-                self, "addresses", tuple((host, port) for host, port in self.addresses)
-            )
-        self._validate()
-
-    def _validate(self) -> None:
-        chosen = [
-            n for n in ("uris", "fqdn", "addresses", "alternative") if getattr(self, n) is not None
-        ]
-        if len(chosen) != 1:
-            raise InvalidArgument(
-                "endpoint must set exactly one of uris, fqdn, addresses, alternative"
-                + (f" (got {', '.join(chosen)})" if chosen else "")
-            )
-        if self.uris is not None:
-            _require_entries(self.uris, "endpoint.uris")
-            for i, uri in enumerate(self.uris):
-                _require_entry(uri, f"endpoint.uris[{i}]")
-        elif self.fqdn is not None:
-            _require_entries(self.fqdn, "endpoint.fqdn")
-            for i, name in enumerate(self.fqdn):
-                _require_entry(name, f"endpoint.fqdn[{i}]")
-        elif self.addresses is not None:
-            _require_entries(self.addresses, "endpoint.addresses")
-            for i, (host, port) in enumerate(self.addresses):
-                _require_entry(host, f"endpoint.addresses[{i}].host")
-                require_range(port, f"endpoint.addresses[{i}].port", 1, 65535)
-        else:
-            assert self.alternative is not None
-            _require_entry(self.alternative, "endpoint.alternative")
-
-    @classmethod
-    def from_proto(cls, msg: common_pb2.EndPointInfo) -> Self:
-        which = msg.WhichOneof("endpoint")
-        if which == "uris":
-            return cls(uris=tuple(msg.uris.uris))
-        if which == "fqdn":
-            return cls(fqdn=tuple(msg.fqdn.fqdn))
-        if which == "addresses":
-            return cls(addresses=tuple((a.host, a.port) for a in msg.addresses.addresses))
-        if which == "alternative":
-            return cls(alternative=msg.alternative)
-        return cls()  # raises: nothing set
-
-    def to_proto(self) -> common_pb2.EndPointInfo:
-        msg = common_pb2.EndPointInfo()
-        if self.uris is not None:
-            msg.uris.uris.extend(self.uris)
-        elif self.fqdn is not None:
-            msg.fqdn.fqdn.extend(self.fqdn)
-        elif self.addresses is not None:
-            msg.addresses.addresses.extend(
-                common_pb2.Address(host=h, port=p) for h, p in self.addresses
-            )
-        else:
-            msg.alternative = self.alternative or ""
-        return msg
-
-
-@dataclass(frozen=True, slots=True)
-class SystemRecord:
-    """A MEC system known to this federator (MEC 040 SystemInfo).
-
-    ``system_id`` is empty until the registry assigns one. ``endpoint`` may be
-    ``None`` for systems that are only listed, never dialled.
-    """
-
-    system_id: str
-    system_name: str
-    system_provider: str
-    endpoint: EndPoint | None = None
-
-    def __post_init__(self) -> None:
-        require_text(self.system_name, "system_name", max_len=MAX_TEXT)
-        require_text(self.system_provider, "system_provider", max_len=MAX_TEXT)
-        if len(self.system_id) > MAX_TEXT:
-            raise InvalidArgument(
-                f"system_id is {len(self.system_id)} characters long; at most {MAX_TEXT}"
-            )
-
-    @classmethod
-    def from_proto(cls, msg: common_pb2.SystemInfo) -> Self:
-        endpoint = EndPoint.from_proto(msg.endpoint) if msg.HasField("endpoint") else None
-        return cls(
-            system_id=msg.system_id,
-            system_name=msg.system_name,
-            system_provider=msg.system_provider,
-            endpoint=endpoint,
-        )
-
-    def to_proto(self) -> common_pb2.SystemInfo:
-        msg = common_pb2.SystemInfo(
-            system_id=self.system_id,
-            system_name=self.system_name,
-            system_provider=self.system_provider,
-        )
-        if self.endpoint is not None:
-            msg.endpoint.CopyFrom(self.endpoint.to_proto())
-        return msg
 
 
 class Change(StrEnum):
@@ -170,24 +35,7 @@ class Change(StrEnum):
     DEREGISTERED = "deregistered"
 
 
-_CHANGE_TO_PROTO = {
-    Change.EXISTING: federator_pb2.SystemUpdateNotification.CHANGE_EXISTING,
-    Change.REGISTERED: federator_pb2.SystemUpdateNotification.CHANGE_REGISTERED,
-    Change.UPDATED: federator_pb2.SystemUpdateNotification.CHANGE_UPDATED,
-    Change.DEREGISTERED: federator_pb2.SystemUpdateNotification.CHANGE_DEREGISTERED,
-}
-
 WatchEvent = tuple[Change, list[SystemRecord]]
-
-
-def notification_to_proto(
-    change: Change, records: Iterable[SystemRecord]
-) -> federator_pb2.SystemUpdateNotification:
-    """One watch event as the WatchSystems stream sends it."""
-    return federator_pb2.SystemUpdateNotification(
-        change=_CHANGE_TO_PROTO[change],
-        updated_system_info=[r.to_proto() for r in records],
-    )
 
 
 class SystemWatch:
@@ -205,7 +53,7 @@ class SystemWatch:
         self._closed = False
         self.dropped = False
 
-    def _offer(self, event: WatchEvent) -> bool:
+    def offer(self, event: WatchEvent) -> bool:
         """Queues ``event``; False if the watcher is too slow and must go."""
         try:
             self._queue.put_nowait(event)
@@ -242,7 +90,7 @@ class SystemWatch:
         if self._closed:
             return
         self._closed = True
-        self._registry._unsubscribe(self)
+        self._registry.unsubscribe(self)
         # Wake a consumer blocked in __anext__; if the queue is full nobody is.
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
@@ -277,11 +125,12 @@ class SystemRegistry:
     def watcher_count(self) -> int:
         return len(self._watchers)
 
-    async def register(self, info: common_pb2.SystemInfo | SystemRecord) -> SystemRecord:
+    async def register(self, record: SystemRecord) -> SystemRecord:
         """Adds a system and assigns its id. ``info.system_id`` must be empty."""
-        record = info if isinstance(info, SystemRecord) else SystemRecord.from_proto(info)
         if record.system_id:
-            raise InvalidArgument("system_id must be empty on register; the federator assigns it")
+            raise InvalidArgument.field(
+                "system_info.system_id", "must be empty on register; the federator assigns it"
+            )
         if record.system_name in self._id_by_name:
             raise AlreadyExists(
                 f"system_name {record.system_name!r} is already registered as "
@@ -300,7 +149,7 @@ class SystemRegistry:
         its pre-registered peers) before the server takes requests."""
         for record in records:
             if not record.system_id:
-                raise InvalidArgument("preloaded systems need a system_id")
+                raise ValueError("preloaded systems need a system_id")
             self._by_id[record.system_id] = record
             self._id_by_name[record.system_name] = record.system_id
 
@@ -328,7 +177,7 @@ class SystemRegistry:
         self,
         system_id: str,
         name: str | None = None,
-        endpoint: EndPoint | common_pb2.EndPointInfo | None = None,
+        endpoint: EndPoint | None = None,
     ) -> SystemRecord:
         """Renames and/or re-points a system. ``None`` (or an empty name, as in
         the proto) leaves a field unchanged."""
@@ -340,8 +189,6 @@ class SystemRegistry:
                 raise AlreadyExists(f"system_name {name!r} is already registered as {owner}")
             new = replace(new, system_name=name)  # validates the name
         if endpoint is not None:
-            if not isinstance(endpoint, EndPoint):
-                endpoint = EndPoint.from_proto(endpoint)
             new = replace(new, endpoint=endpoint)
         if new == old:
             return old
@@ -368,7 +215,7 @@ class SystemRegistry:
 
     def _lookup(self, system_id: str) -> SystemRecord:
         if not system_id:
-            raise InvalidArgument("system_id is required")
+            raise InvalidArgument.field("system_id", "is required")
         try:
             return self._by_id[system_id]
         except KeyError:
@@ -376,8 +223,8 @@ class SystemRegistry:
 
     def _publish(self, change: Change, record: SystemRecord) -> None:
         for watcher in list(self._watchers):
-            if not watcher._offer((change, [record])):
+            if not watcher.offer((change, [record])):
                 watcher.close()
 
-    def _unsubscribe(self, watcher: SystemWatch) -> None:
+    def unsubscribe(self, watcher: SystemWatch) -> None:
         self._watchers.discard(watcher)

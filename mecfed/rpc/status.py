@@ -90,7 +90,7 @@ class Status:
 def code_of(exc: MecfedError) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
         if cls in CODE_OF:
-            return CODE_OF[cls]  # type: ignore[index]
+            return CODE_OF[cls]
     return grpc.StatusCode.INTERNAL
 
 
@@ -115,7 +115,7 @@ def status_of(exc: BaseException, method: str = "") -> Status:
 def violations_of(exc: grpc.RpcError) -> tuple[FieldViolation, ...]:
     """Field violations sent as ``google.rpc.BadRequest`` details, if any."""
     try:
-        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        status = rpc_status.from_call(exc)
     except (ValueError, AttributeError, TypeError):
         return ()
     if status is None:

@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf import json_format
 
 from mecfed.errors import InvalidArgument
 from mecfed.model import (
+    EndPoint,
     Federation,
     FederationRequest,
     FederationState,
     FixedPricing,
     Offer,
     OfferPolicy,
+    SystemRecord,
     TariffPricing,
 )
 from mecfed.model import pricing as p
-from mecfed.model.checks import require_id
+from mecfed.model.checks import MAX_ID, require_id
 from mecfed.v1 import common_pb2, federator_pb2
 from mecfed.wire.common import (
     app_from_proto,
     app_to_proto,
     build,
+    endpoint_info_from_proto,
     endpoint_to_proto,
     problem_to_proto,
     required,
     requirements_from_proto,
     requirements_to_proto,
     step_to_proto,
+    system_to_proto,
     traffic_to_proto,
     ts,
 )
@@ -206,3 +211,42 @@ def _with_defaults(
             if known is not None:  # unknown regions fail validation next
                 out.tariff.utc_offset_minutes = known.utc_offset_minutes
     return out
+
+
+# --- MEC 040 registry -----------------------------------------------------------
+
+_CHANGE = {
+    "existing": federator_pb2.SystemUpdateNotification.CHANGE_EXISTING,
+    "registered": federator_pb2.SystemUpdateNotification.CHANGE_REGISTERED,
+    "updated": federator_pb2.SystemUpdateNotification.CHANGE_UPDATED,
+    "deregistered": federator_pb2.SystemUpdateNotification.CHANGE_DEREGISTERED,
+}
+
+
+def notification_to_proto(
+    change: str, records: Iterable[SystemRecord]
+) -> federator_pb2.SystemUpdateNotification:
+    """One registry change as the WatchSystems stream sends it."""
+    return federator_pb2.SystemUpdateNotification(
+        change=_CHANGE[str(change)], updated_system_info=[system_to_proto(r) for r in records]
+    )
+
+
+def system_id_from(value: str) -> str:
+    if not value:
+        raise InvalidArgument.field("system_id", "is required")
+    if len(value) > MAX_ID:
+        raise InvalidArgument.field(
+            "system_id", f"is {len(value)} characters long; at most {MAX_ID}"
+        )
+    return value
+
+
+def system_update_from_proto(
+    msg: federator_pb2.UpdateSystemRequest,
+) -> tuple[str, str | None, EndPoint | None]:
+    """(system id, new name or None, new endpoint or None)."""
+    endpoint = (
+        endpoint_info_from_proto(msg.endpoint, "endpoint") if msg.HasField("endpoint") else None
+    )
+    return system_id_from(msg.system_id), msg.system_name or None, endpoint

@@ -7,8 +7,8 @@ from __future__ import annotations
 from mecfed.errors import InvalidArgument
 from mecfed.model import (
     App,
-    AppSpec,
     AppInstance,
+    AppSpec,
     DeploymentOrder,
     InstanceState,
     OverlayEndpoint,

@@ -1,92 +1,191 @@
-"""The Mff transport interface.
+"""The Mff transport interface, with explicit capabilities.
 
-The federation workflow (mef.workflow) is written once against these two
-protocols. A transport carries the workflow's messages between MEFs: the
-direct transport over peer-to-peer gRPC, the chain transport through the
-Federation smart contract. Transports hold no workflow decisions (who wins,
-when to give up): they only move needs, offers, orders and results.
+The federation workflow (:mod:`mef.workflow`) is written once against
+:class:`MffTransport`. A transport only moves the workflow's messages between
+MEFs — the direct transport over peer-to-peer gRPC, the chain transport
+through the Federation contract — and says up front what it can do
+(:class:`Capabilities`) and how the provider's Mff server admits orders
+(:class:`OrderGate`). Nothing is discovered with ``getattr``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-from mef.domain import (
+from mecfed.model import (
     AppSpec,
     DeploymentOrder,
     DeploymentResult,
+    Federation,
+    Installation,
     Offer,
+    OverlayEndpoint,
     ServiceNeed,
 )
 
+if TYPE_CHECKING:
+    from mef.deployments import Deployment, Deployments
+
+
+class Fallback(enum.Enum):
+    """Who picks the next provider when the winner fails to deploy."""
+
+    #: The workflow tries its next-cheapest offer (direct: every offer is a
+    #: standing quote the consumer may accept).
+    NEXT_OFFER = "next_offer"
+    #: The market decides again: after a failure, ``award()`` returns the
+    #: winner the market chose next (chain: the failed winner declines, the
+    #: contract reopens the auction and awards it anew).
+    MARKET = "market"
+
+
+class CallerPolicy(enum.Enum):
+    """Who may call the provider's Mff server (FederationPeer)."""
+
+    #: Only pre-registered peers (direct backend).
+    REGISTERED_PEERS = "registered_peers"
+    #: Any caller with a certificate of the trusted CA: every order must
+    #: carry the consumer's chain signature, which the gate checks against
+    #: the contract (chain backend; no prior trust between operators).
+    ANY_AUTHENTICATED = "any_authenticated"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    #: Seconds the workflow waits for offers beyond ``offer_timeout_ms``:
+    #: room for an auction that ends by itself (0 where the workflow's own
+    #: timer is the deadline).
+    offer_grace: float
+    fallback: Fallback
+
+
+@dataclass(frozen=True)
+class Admission:
+    """An order the gate let through: for whom to deploy, against which
+    offer, and who may watch and remove the result."""
+
+    consumer_id: str  # system id (direct) or chain address (chain)
+    offer_ref: str
+    caller: str  # the TLS identity that placed the order
+
+
+class OrderGate(Protocol):
+    """How the provider's Mff server admits orders (InstallApp), and what it
+    does once a deployment is ready or has failed."""
+
+    @property
+    def callers(self) -> CallerPolicy: ...
+
+    @property
+    def serves_offers(self) -> bool:
+        """Whether RequestOffer is served over Mff (direct) or prices go
+        elsewhere (chain: bids in the contract)."""
+        ...
+
+    async def admit(self, installation: Installation, caller: str) -> Admission:
+        """Raises (PermissionDenied, FailedPrecondition) when it refuses."""
+        ...
+
+    async def deployed(self, deployment: Deployment) -> bytes:
+        """Called once the deployment is ready; returns the deployment notice
+        handed back with READY (b"" if the transport has none)."""
+        ...
+
+    async def failed(self, deployment: Deployment) -> None:
+        """Called once a deployment failed (already rolled back)."""
+        ...
+
 
 class ProviderHandler(Protocol):
-    """What a transport calls when another system wants something from us.
-    Implemented by mef.workflow.ProviderWorkflow."""
+    """The provider's side of the workflow, as transports see it
+    (implemented by :class:`mef.workflow.provider.ProviderWorkflow`)."""
 
-    async def quote(self, need: ServiceNeed, binding: bool = False) -> Offer:
-        """Price ``need`` or raise (ResourceExhausted, FailedPrecondition).
-        ``binding``: the offer can be taken without asking again (a bid)."""
+    async def quote(self, need: ServiceNeed, *, binding: bool = False) -> Offer:
+        """Prices ``need`` or raises (ResourceExhausted, FailedPrecondition).
+        ``binding``: the offer can be taken without asking again (a bid), so
+        it holds capacity until accepted, withdrawn or expired."""
         ...
 
     def withdraw(self, offer_ref: str) -> None:
-        """Forget an offer that lost."""
+        """Forgets an offer that lost."""
         ...
 
     async def accept(self, offer_ref: str, consumer_id: str, federation_id: str) -> AppSpec:
-        """Check that ``offer_ref`` was made to this consumer for this
-        federation and is still valid; commit capacity for it. Returns the
-        app that was priced. Raises (FailedPrecondition, PermissionDenied,
-        ResourceExhausted) when it refuses."""
+        """Commits capacity for an offer made to this consumer for this
+        federation; returns the app that was priced."""
         ...
 
-    async def deploy(self, order: DeploymentOrder) -> DeploymentResult:
-        """Deploy the app and our end of the overlay for an accepted offer;
-        on failure everything is rolled back and the capacity freed."""
+    async def deploy(self, order: DeploymentOrder) -> OverlayEndpoint:
+        """Deploys an accepted order; on failure rolls back and frees capacity."""
         ...
 
     async def release(self, federation_id: str, consumer_id: str) -> None:
-        """Remove everything deployed for the federation (idempotent)."""
+        """Removes what was deployed for the federation (idempotent)."""
         ...
 
 
 class MffTransport(Protocol):
     """Moves workflow messages between federators."""
 
-    #: "direct" or "chain"; reported in every Federation.
-    name: str
-    #: Seconds the workflow waits for offers beyond offer_timeout_ms, for
-    #: transports whose bidding ends by itself (0 where the workflow's timer
-    #: is the deadline).
-    offer_grace: float
+    @property
+    def name(self) -> str:
+        """ "direct" or "chain"; reported in every Federation."""
+        ...
 
-    async def start(self, provider: ProviderHandler, mff_endpoint: str) -> None:
-        """Begin delivering other systems' requests to ``provider``;
-        ``mff_endpoint`` (host:port) is where our Mff gRPC server listens."""
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    @property
+    def gate(self) -> OrderGate: ...
+
+    async def start(
+        self, provider: ProviderHandler, deployments: Deployments, mff_endpoint: str
+    ) -> None:
+        """Begins delivering other systems' requests: priced by ``provider``,
+        deployed through ``deployments`` (the registry every deployment of
+        this provider goes through); ``mff_endpoint`` (host:port) is where
+        our Mff server listens."""
         ...
 
     async def close(self) -> None: ...
 
     def solicit_offers(self, need: ServiceNeed) -> AsyncIterator[Offer]:
-        """Publish ``need`` and yield offers as they arrive. The iterator ends
-        when no further offer can come; the workflow stops reading once it
-        has enough or its deadline passes (then it closes the iterator)."""
+        """Publishes ``need`` and yields offers as they arrive. Ends when no
+        further offer can come; the workflow stops reading once it has enough
+        or its deadline passes (then it closes the iterator)."""
         ...
 
-    async def award(self, need: ServiceNeed, offer: Offer) -> Offer:
-        """Record the winner (a no-op where accepting happens in deploy) and
-        return the offer that actually won: where an auction decides (the
-        chain), that may differ from the workflow's own ranking."""
+    async def award(
+        self, need: ServiceNeed, ranked: Sequence[Offer], failed: Sequence[Offer]
+    ) -> Offer | None:
+        """The offer to deploy next: ``ranked`` is the workflow's ranking of
+        the offers received, ``failed`` the winners that failed so far. None
+        when no further winner exists."""
         ...
 
     async def deploy(
         self, offer: Offer, order: DeploymentOrder, timeout: float
     ) -> DeploymentResult:
-        """Ask the winner to deploy and wait for its result. Raises
-        DeploymentFailed (provider reported failure) or DeadlineExceeded."""
+        """Asks the winner to deploy and waits for its result. Raises
+        DeploymentFailed (the provider reported failure), Unavailable or
+        DeadlineExceeded."""
         ...
 
-    async def terminate(self, federation_id: str, provider_id: str, app_instance_id: str) -> None:
-        """Ask the provider to tear its side down."""
+    async def terminate(self, federation: Federation) -> None:
+        """Settles whatever the transport holds for ``federation``: asks the
+        provider to tear its side down and releases escrow (if any)."""
         ...
+
+
+__all__ = [
+    "Admission",
+    "CallerPolicy",
+    "Capabilities",
+    "Fallback",
+    "MffTransport",
+    "OrderGate",
+    "ProviderHandler",
+]

@@ -1,0 +1,317 @@
+"""The provider's side of the chain market: bid on announcements, deploy
+what it won, confirm (which pays it), decline what it could not deploy.
+
+Every ServiceAnnounced event is priced by the provider workflow and answered
+with a bid carrying our Mff contact sealed to the consumer. Orders reach the
+provider's deployments registry either over Mff gRPC (admitted by the
+:class:`~mef.transport.chain.gate.ChainGate`) or, on the slow path, from a
+ConsumerEndpoint event; both go through the same registry. A bid that lost
+frees the capacity its quote held; a reopened auction (the winner declined)
+is bid on again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from opentelemetry.trace import Tracer
+
+from mecfed import tracing
+from mecfed.chain.client import Event
+from mecfed.chain.federation import FederationContract, auction_closed
+from mecfed.errors import FailedPrecondition, MecfedError
+from mecfed.model import Installation, OverlayEndpoint, Requirements, ServiceNeed
+from mecfed.tracing import set_attributes, step_span
+from mef.deployments import Deployments
+from mef.tasks import TaskSet
+from mef.transport.base import Admission, ProviderHandler
+from mef.transport.chain import codec
+from mef.transport.chain.auction import tx_attributes
+from mef.transport.chain.payouts import Payouts
+
+log = logging.getLogger(__name__)
+
+# Announcements mined in one block reach a provider within milliseconds of
+# each other; it gathers them for this long and bids in its own order.
+ANNOUNCEMENT_BURST_S = 0.05
+# Services we bid on and still remember (to rebid after a reopen).
+MAX_REMEMBERED = 4096
+
+
+@dataclass
+class Bid:
+    """A service this provider bid on."""
+
+    service_id: str
+    need: ServiceNeed  # consumer_id: the consumer's chain address
+    offer_ref: str  # the binding quote that backs the bid ("" once withdrawn)
+    traceparent: str = ""
+    lost: bool = False
+
+    @property
+    def consumer(self) -> str:
+        return self.need.consumer_id
+
+    @property
+    def federation_id(self) -> str:
+        return self.need.federation_id
+
+
+class Bidder:
+    def __init__(
+        self,
+        system_id: str,
+        contract: FederationContract,
+        account: LocalAccount,
+        payouts: Payouts,
+        tasks: TaskSet,
+        tracer: Tracer,
+    ) -> None:
+        self.system_id = system_id
+        self.contract = contract
+        self.account = account
+        self.address = account.address
+        self.payouts = payouts
+        self.tasks = tasks
+        self.tracer = tracer
+        self.mff_endpoint = ""
+        self._provider: ProviderHandler | None = None
+        self._deployments: Deployments | None = None
+        self._bids: OrderedDict[str, Bid] = OrderedDict()  # service id -> bid
+        self._member = asyncio.Event()
+
+    # --- what the gate asks ----------------------------------------------------
+
+    def bid_on(self, service_id: str) -> Bid | None:
+        return self._bids.get(service_id.lower())
+
+    def service_of(self, consumer: str, federation_id: str) -> str | None:
+        for bid in self._bids.values():
+            if bid.consumer == consumer and bid.federation_id == federation_id:
+                return bid.service_id
+        return None
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def start(
+        self, provider: ProviderHandler, deployments: Deployments, mff_endpoint: str
+    ) -> None:
+        self._provider, self._deployments, self.mff_endpoint = provider, deployments, mff_endpoint
+        # Listen from the current block on *before* registering: an
+        # announcement in the block that admits us must not slip past.
+        head = (await self.contract.client.head()).number
+        streams = [
+            (self.contract.events(["ServiceAnnounced"], from_block=head), None),
+            (
+                self.contract.events(["ConsumerEndpoint"], provider=self.address, from_block=head),
+                self._on_consumer_endpoint,
+            ),
+            (self.contract.events(["ServiceAwarded"], from_block=head), self._on_awarded),
+            (self.contract.events(["ServiceReopened"], from_block=head), self._on_reopened),
+            (self.contract.events(["ServiceTerminated"], from_block=head), self._on_terminated),
+        ]
+        for stream, handler in streams:
+            if handler is None:
+                self.tasks.spawn(self._serve_announcements(stream), "announcements")
+            else:
+                self.tasks.spawn(self._serve(stream, handler), f"{handler.__name__} events")
+        for stream, _ in streams:
+            await stream.wait_live(timeout=30)
+        await self.contract.ensure_member(self.system_id)
+        self._member.set()
+
+    async def _serve(self, stream: Any, handler: Any) -> None:
+        try:
+            async for event in stream:
+                self.tasks.spawn(handler(event), f"{event.name} {_service_id(event)}")
+        finally:
+            await stream.close()
+
+    async def _serve_announcements(self, stream: Any) -> None:
+        """Bids on a burst of announcements in an order of this provider's
+        own (a hash of its address and the service id), not in block order.
+
+        Every bid holds capacity and raises the load factor of the next
+        quote. If all providers quoted a burst in block order, auction i
+        would find every provider at the same load and the cheapest tariff
+        would win every auction; in provider-specific orders the load a
+        provider quotes at differs per auction, so the wins spread."""
+        events: asyncio.Queue[Event] = asyncio.Queue()
+
+        async def read() -> None:
+            async for event in stream:
+                events.put_nowait(event)
+
+        reader = asyncio.create_task(read(), name="announcements reader")
+        try:
+            while True:
+                first = asyncio.ensure_future(events.get())
+                await asyncio.wait({first, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if not first.done():
+                    first.cancel()
+                    reader.result()  # the stream failed: re-raise; or it ended
+                    return
+                await asyncio.sleep(ANNOUNCEMENT_BURST_S)
+                burst = [first.result()]
+                while not events.empty():
+                    burst.append(events.get_nowait())
+                for event in sorted(burst, key=self._bid_order):
+                    self.tasks.spawn(self._on_announced(event), f"bid {_service_id(event)}")
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await stream.close()
+
+    def _bid_order(self, event: Event) -> bytes:
+        return hashlib.sha256(self.address.encode() + bytes(event.args["id"])).digest()
+
+    def _remember(self, bid: Bid) -> None:
+        self._bids[bid.service_id] = bid
+        while len(self._bids) > MAX_REMEMBERED:
+            self._bids.popitem(last=False)
+
+    # --- bidding --------------------------------------------------------------------
+
+    async def _on_announced(self, event: Event) -> None:
+        consumer = str(event.args["consumer"])
+        service_id = _service_id(event)
+        if consumer == self.address or self._provider is None or service_id in self._bids:
+            return  # ours, not started, or seen already (replayed): one bid each
+        announcement = codec.decode_requirements(bytes(event.args["requirements"]))
+        need = ServiceNeed(
+            announcement.federation_id,
+            consumer,
+            announcement.app,
+            Requirements(int(event.args["maxPrice"])),
+        )
+        bid = Bid(service_id, need, "", announcement.traceparent)
+        await self._bid(bid, announced_in_block=event.block_number)
+
+    async def _bid(self, bid: Bid, **attributes: Any) -> None:
+        assert self._provider is not None
+        with step_span(
+            self.tracer,
+            "provider.bid",
+            context=tracing.extract_context(bid.traceparent),
+            federation_id=bid.federation_id,
+            service_id=bid.service_id,
+            provider=self.system_id,
+            **attributes,
+        ) as span:
+            try:
+                offer = await self._provider.quote(bid.need, binding=True)
+            except MecfedError as exc:
+                log.debug("no bid on %s: %s", bid.service_id, exc)
+                set_attributes(span, declined=str(exc))
+                return
+            bid.offer_ref, bid.lost = str(offer.ref), False
+            self._remember(bid)
+            try:
+                consumer = await self.contract.member(bid.consumer)
+                if consumer is None:
+                    raise FailedPrecondition(f"consumer {bid.consumer} is not a member")
+                await self._member.wait()  # bids from non-members revert
+                sealed = codec.seal_contact(
+                    consumer.pubkey, codec.MffContact(self.mff_endpoint, self.system_id)
+                )
+                receipt = await self.contract.bid(bid.service_id, offer.price, sealed)
+            except BaseException as exc:
+                # No bid on chain, so no award will ever release the capacity
+                # the quote holds (its validity runs past the confirm window).
+                self._lose(bid)
+                if auction_closed(exc):
+                    log.debug("%s closed before our bid: %s", bid.service_id, exc)
+                    set_attributes(span, declined=str(exc))
+                    return
+                raise
+            tx_attributes(span, receipt, price=offer.price)
+
+    def _lose(self, bid: Bid) -> None:
+        if self._provider is not None and bid.offer_ref:
+            self._provider.withdraw(bid.offer_ref)
+        bid.offer_ref, bid.lost = "", True
+
+    async def _on_awarded(self, event: Event) -> None:
+        """A bid of ours that lost frees the capacity it held."""
+        bid = self._bids.get(_service_id(event))
+        if bid is not None and str(event.args["provider"]) != self.address:
+            self._lose(bid)
+
+    async def _on_reopened(self, event: Event) -> None:
+        """The winner declined (or never confirmed): bid again, unless we
+        were that winner."""
+        bid = self._bids.get(_service_id(event))
+        if bid is None or str(event.args["excluded"]) == self.address:
+            return
+        if bid.offer_ref:  # still held from the earlier round
+            self._lose(bid)
+        await self._bid(bid, reopened_round=int(event.args["round"]))
+
+    # --- deployment ----------------------------------------------------------------------
+
+    async def _on_consumer_endpoint(self, event: Event) -> None:
+        """Slow path: the consumer's order arrives on-chain only."""
+        service_id = _service_id(event)
+        bid = self._bids.get(service_id)
+        if bid is None or self._deployments is None or not bid.offer_ref:
+            return
+        if self._deployments.find(bid.consumer, bid.federation_id) is not None:
+            return  # already handed over directly
+        order = codec.open_order(self.account, bytes(event.args["sealedEndpoint"]))
+        if order.federation_id != bid.federation_id:
+            raise FailedPrecondition(f"order for {service_id} names another federation")
+        installation = Installation(
+            offer_id=service_id,
+            federation_id=order.federation_id,
+            consumer_endpoint=order.endpoint,
+            candidates=order.candidates,
+        )
+        with step_span(
+            self.tracer,
+            "provider.deploy_from_chain",
+            context=tracing.extract_context(bid.traceparent),
+            service_id=service_id,
+        ):
+            admission = Admission(bid.consumer, bid.offer_ref, caller=f"chain:{bid.consumer}")
+            await self._deployments.install(installation, admission)
+
+    async def confirm(self, service_id: str, endpoint: OverlayEndpoint) -> None:
+        bid = self._bids.get(service_id)
+        if bid is None:
+            raise FailedPrecondition(f"we did not bid on {service_id}")
+        consumer = await self.contract.member(bid.consumer)
+        if consumer is None:
+            raise FailedPrecondition(f"consumer {bid.consumer} is not a member")
+        sealed = codec.seal_confirmation(consumer.pubkey, endpoint)
+        with step_span(self.tracer, "confirmation", service_id=service_id) as span:
+            receipt = await self.contract.confirm_deployment(service_id, sealed)
+            tx_attributes(span, receipt)
+        self.tasks.spawn(self.payouts.withdraw(), "withdraw")  # the price is ours now
+
+    async def decline(self, service_id: str) -> None:
+        """We won but could not deploy: the contract reopens the auction
+        without us, so the consumer gets another winner."""
+        bid = self._bids.get(service_id)
+        if bid is not None:
+            bid.offer_ref, bid.lost = "", True
+        with step_span(self.tracer, "decline", service_id=service_id) as span:
+            receipt = await self.contract.decline(service_id)
+            tx_attributes(span, receipt)
+
+    async def _on_terminated(self, event: Event) -> None:
+        bid = self._bids.pop(_service_id(event), None)
+        if bid is not None and self._deployments is not None:
+            await self._deployments.remove_federation(bid.consumer, bid.federation_id)
+
+
+def _service_id(event: Event) -> str:
+    return "0x" + bytes(event.args["id"]).hex()
+
+
+__all__ = ["Bid", "Bidder"]

@@ -1,0 +1,126 @@
+"""The chain Mff transport: the Federation contract as the market.
+
+A thin composition: the consumer's auction (:mod:`.auction`), the provider's
+bidder (:mod:`.bidder`) and the order gate (:mod:`.gate`) share one chain
+client, one payout queue and one set of background tasks. Identities on the
+chain are member names (the MEC system ids they registered with) for display
+and chain addresses for authorisation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+
+from eth_account.signers.local import LocalAccount
+from opentelemetry.sdk.trace import TracerProvider
+
+from mecfed import tracing
+from mecfed.chain.client import ChainClient
+from mecfed.chain.federation import FederationContract, status_for
+from mecfed.chain.keystore import load_key
+from mecfed.config import SystemConfig
+from mecfed.model import DeploymentOrder, DeploymentResult, Federation, Offer, ServiceNeed
+from mef.deployments import Deployments
+from mef.tasks import TaskSet
+from mef.transport.base import Capabilities, Fallback, ProviderHandler
+from mef.transport.chain.auction import CONFIRM_WINDOW_S, ConsumerAuction
+from mef.transport.chain.bidder import Bidder
+from mef.transport.chain.gate import ChainGate
+from mef.transport.chain.payouts import Payouts
+from mef.transport.peer_client import PeerClient
+
+CLOSE_TIMEOUT_S = 3.0
+
+
+class ChainTransport:
+    name = "chain"
+    # The auction ends on-chain (k bids or the first block past the bidding
+    # deadline) and solicit_offers ends with it; the workflow's own timer is
+    # only a safety net, so give it room for block production.
+    capabilities = Capabilities(offer_grace=60.0, fallback=Fallback.MARKET)
+
+    def __init__(
+        self,
+        system_id: str,
+        client: ChainClient,
+        contract_address: str,
+        account: LocalAccount,
+        peers: PeerClient,
+        *,
+        confirm_window: int = CONFIRM_WINDOW_S,
+        block_period: int | None = None,
+        traces: TracerProvider | None = None,
+    ) -> None:
+        self.client = client
+        self.contract = FederationContract(client, contract_address)
+        self._peers = peers
+        self._tasks = TaskSet(f"chain {system_id}", CLOSE_TIMEOUT_S)
+        tracer = tracing.tracer(traces, "mecfed.chain")
+        payouts = Payouts(self.contract, account.address)
+        self.auction = ConsumerAuction(
+            system_id,
+            self.contract,
+            account,
+            peers,
+            payouts,
+            self._tasks,
+            tracer,
+            confirm_window=confirm_window,
+            block_period=block_period,
+        )
+        self.bidder = Bidder(system_id, self.contract, account, payouts, self._tasks, tracer)
+        self.gate = ChainGate(self.bidder, self.contract, account, self._tasks)
+
+    async def start(
+        self, provider: ProviderHandler, deployments: Deployments, mff_endpoint: str
+    ) -> None:
+        await self.bidder.start(provider, deployments, mff_endpoint)
+
+    async def close(self) -> None:
+        """Bounded: a stream stuck reconnecting must not hold up shutdown."""
+        await self._tasks.close()
+        await self._peers.close()
+        await self.client.close()
+
+    def solicit_offers(self, need: ServiceNeed) -> AsyncIterator[Offer]:
+        return self.auction.solicit_offers(need)
+
+    async def award(
+        self, need: ServiceNeed, ranked: Sequence[Offer], failed: Sequence[Offer]
+    ) -> Offer | None:
+        return await self.auction.award(need, failed)
+
+    async def deploy(
+        self, offer: Offer, order: DeploymentOrder, timeout: float
+    ) -> DeploymentResult:
+        return await self.auction.deploy(offer, order, timeout)
+
+    async def terminate(self, federation: Federation) -> None:
+        await self.auction.terminate(federation)
+
+
+async def connect_chain_transport(
+    config: SystemConfig, peers: PeerClient, traces: TracerProvider | None = None
+) -> ChainTransport:
+    """The chain backend from ``config.chain``: key from its keystore file,
+    the node's WebSocket JSON-RPC, the Federation contract."""
+    chain = config.chain
+    missing = {"ws_url", "contract", "keystore", "password_file"} - set(chain)
+    if missing:
+        raise ValueError(f"chain backend needs config.chain keys {sorted(missing)}")
+    account = load_key(chain["keystore"], chain["password_file"])
+    client = await ChainClient.connect(chain["ws_url"], account, status_for=status_for)
+    period = chain.get("block_period")
+    return ChainTransport(
+        config.system_id,
+        client,
+        chain["contract"],
+        account,
+        peers,
+        block_period=max(1, math.ceil(period)) if period else None,
+        traces=traces,
+    )
+
+
+__all__ = ["ChainTransport", "connect_chain_transport"]
