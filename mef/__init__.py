@@ -32,4 +32,12 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConsumerSettings",
+    "ConsumerWorkflow",
+    "Deployment",
+    "Deployments",
+    "MefServer",
+    "ProviderWorkflow",
+    "start",
+]

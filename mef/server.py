@@ -19,7 +19,7 @@ from mecfed.v1 import common_pb2
 from mecfed.wire.common import system_from_proto
 from mecfed.wire.federator import policy_from_json
 from mef.deployments import Deployments
-from mef.meo_client import GrpcOrchestrator
+from mef.meo_client import GrpcOrchestrator, Orchestrator
 from mef.peers import PeerBook
 from mef.registry import SystemRegistry
 from mef.servicer import SERVICE as FEDERATOR
@@ -112,10 +112,12 @@ async def start(
     config: SystemConfig,
     *,
     transport: MffTransport | None = None,
+    orchestrator: Orchestrator | None = None,
     settings: ConsumerSettings | None = None,
 ) -> MefServer:
     """Starts a MEF; ``config.mef_listen`` may use port 0 (the bound port is
-    ``MefServer.port``)."""
+    ``MefServer.port``). ``transport`` and ``orchestrator`` replace the ones
+    the configuration names (tests)."""
     traces = tracing.setup_for_system("mef", config)
     tracer = tracing.tracer(traces, "mecfed.mef")
     outgoing = tracing.client_interceptors(traces)
@@ -123,7 +125,7 @@ async def start(
     meo_channel = secure_channel(
         config.meo_target, config.tls, config.system_id, interceptors=outgoing
     )
-    orchestrator = GrpcOrchestrator(meo_channel)
+    orchestrator = orchestrator or GrpcOrchestrator(meo_channel)
     if transport is None:
         transport = await build_transport(config, peers, PeerClient(config.tls, outgoing), traces)
     policy = policy_from_json(config.offer_policy) if config.offer_policy else OfferPolicy.default()
@@ -133,7 +135,9 @@ async def start(
     )
     deployments = Deployments(provider, transport.gate)
     registry = SystemRegistry()
-    peer_servicer = PeerServicer(provider, deployments, transport.gate, common_pb2.SystemInfo())
+    peer_servicer = PeerServicer(
+        provider, deployments, transport.gate, common_pb2.SystemInfo(), config.underlay_ip
+    )
     rpc = await start_server(
         config.mef_listen,
         server_credentials(config.tls),

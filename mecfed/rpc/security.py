@@ -46,12 +46,15 @@ certificate) fails on the client side with ``UNAVAILABLE`` as well
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from mecfed.config import TlsPaths
 
@@ -110,24 +113,34 @@ def secure_channel(
 
 
 def peer_identity(context: grpc.aio.ServicerContext | grpc.ServicerContext) -> str | None:
-    """The calling MEC system's id, taken from its verified client
-    certificate: its one CN (else its one DNS SAN). None if it sent none, or
-    if the certificate is ambiguous (several CNs or DNS SANs) or the name is
-    not plain text (a NUL or control character): such a certificate must not
-    be taken for the first system it happens to name."""
+    """The calling MEC system's id, from its verified client certificate:
+    the certificate's one subject CN. None if it sent no certificate, or if
+    the name is ambiguous: several CNs, or a CN with a NUL, control or
+    surrounding blank characters. gRPC's own ``x509_common_name`` shows only
+    one CN, cut at a NUL byte, so the certificate itself is read; such a
+    certificate must not be taken for the first system it happens to name."""
     auth = context.auth_context() or {}
-    for key in ("x509_common_name", "peer_dns"):
-        values = auth.get(key)
-        if not values:
-            continue
-        if len(values) != 1:
-            return None
-        try:
-            name = values[0].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        return name if name.isprintable() and name.strip() == name and name else None
-    return None
+    pems = auth.get("x509_pem_cert")
+    if not pems:
+        return None
+    return _identity_of(pems[0])
+
+
+@functools.lru_cache(maxsize=1024)
+def _identity_of(pem: bytes) -> str | None:
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        return None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1:
+        return None
+    name = names[0].value
+    if isinstance(name, bytes):
+        return None
+    if not name or not name.isprintable() or name.strip() != name:
+        return None
+    return name
 
 
 def is_open_method(method: str) -> bool:
@@ -166,7 +179,7 @@ class PeerAuthorizer(grpc.aio.ServerInterceptor):
         if peer is None:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
-                "client certificate required (exactly one printable CN or DNS name)",
+                "client certificate required (with exactly one printable subject CN)",
             )
             return
         if not self._policy(method, peer):

@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pyroute2 import netns
 
 from mecfed.config import TlsPaths
-from mecfed.security import secure_channel
+from mecfed.rpc.security import secure_channel
 
 TAG_ENV = "MECFED_TESTBED"
 # A server that is not up yet puts the channel into reconnect backoff (1 s,

@@ -35,7 +35,8 @@ from mecfed import tracing
 from mecfed.config import PeerConfig, SystemConfig, TlsPaths
 from mecfed.testbed import netns, supervisor
 from mecfed.testbed.pki import Pki
-from mef.pricing import seeded_policies
+from mecfed.model.pricing import seeded_policies
+from mecfed.wire.federator import policy_to_json
 
 log = logging.getLogger(__name__)
 
@@ -531,7 +532,7 @@ def default_policy(system: SystemState, state: TestbedState, seed: int) -> dict[
     # spreads the wins.
     capacity = max(4, consumers)
     policies = seeded_policies(len(providers), seed, capacity_replicas=capacity)
-    return policies[providers.index(system.system_id)].to_json()
+    return policy_to_json(policies[providers.index(system.system_id)])
 
 
 def remove_containers(testbed: str) -> None:

@@ -40,7 +40,9 @@ class PeerServicer:
         deployments: Deployments,
         gate: OrderGate,
         system_info: common_pb2.SystemInfo,
+        underlay_ip: str,
     ) -> None:
+        self._underlay_ip = underlay_ip
         self._provider = provider
         self._deployments = deployments
         self._gate = gate
@@ -66,6 +68,7 @@ class PeerServicer:
     async def InstallApp(self, request, context):
         caller = caller_of(context)
         installation = wire.installation_from_proto(request)
+        installation.consumer_endpoint.require_remote_of(self._underlay_ip, "consumer_endpoint")
         admission = await self._gate.admit(installation, caller)
         deployment = await self._deployments.install(installation, admission)
         return wire.details_to_proto(deployment.details())

@@ -230,7 +230,9 @@ class ConsumerWorkflow:
         )
         with step_span(self.tracer, STEP_DEPLOY, provider=offer.provider_id) as span:
             result = await self.transport.deploy(offer, order, self.settings.deployment_timeout)
-            provider_end = result.provider_endpoint
+            provider_end = result.provider_endpoint.require_remote_of(
+                reservation.endpoint.underlay_ip, "provider_endpoint"
+            )
             set_attributes(
                 span,
                 vni=provider_end.vni,

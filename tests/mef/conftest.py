@@ -1,97 +1,35 @@
 """Fixtures for the federation workflow's transport conformance suite.
 
 Every scenario runs against every Mff transport (``transport_kind``). The MEF
-servers are real: gRPC with mutual TLS on loopback, port 0. Only the MEO is
-replaced by a recording in-memory double (FakeOrchestrator); the real MEO with
-Docker and VXLAN is exercised by tests/meo and the end-to-end tests.
+servers are real: gRPC with mutual TLS on loopback, port 0, and on the chain
+a real anvil with the committed contract. Only the MEO is replaced by a
+recording in-memory double (tests.mef.fakes.FakeOrchestrator); the real MEO
+with Docker and VXLAN is exercised by tests/meo and the end-to-end tests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 
-from mecfed import security
 from mecfed.config import PeerConfig, SystemConfig
-from mecfed.errors import DeploymentFailed, NotFound
+from mecfed.rpc.security import secure_channel
 from mecfed.testbed.pki import Pki
 from mecfed.v1 import federator_pb2_grpc
 from mef import server as mef_server
-from mef.domain import AppSpec, OverlayEndpoint, TrafficReport, TunnelCandidate
 from mef.workflow import ConsumerSettings
+from tests.mef.fakes import FakeOrchestrator
 
 TRANSPORTS = ["direct", "chain"]
 # Interval mining, as on a real network (automine makes no empty blocks, so
 # chain time would stand still while nobody transacts).
 CHAIN_BLOCK_TIME = 0.5
-
-
-@dataclass
-class FakeOrchestrator:
-    """Records what the workflow asked of its MEO; failures on demand."""
-
-    system_id: str
-    underlay_ip: str
-    apps: set[str] = field(default_factory=lambda: {"svc"})
-    fail_deploy: bool = False
-    deploy_delay: float = 0.0
-    lose_traffic: bool = False
-    deployed: dict[str, AppSpec] = field(default_factory=dict)
-    connected: set[str] = field(default_factory=set)
-    reserved: set[str] = field(default_factory=set)
-    released: list[str] = field(default_factory=list)
-
-    async def require_app(self, name: str) -> None:
-        if name not in self.apps:
-            raise NotFound(f"app {name!r} not found")
-
-    async def reserve_overlay(self, federation_id: str, candidates: int):
-        self.reserved.add(federation_id)
-        return (
-            OverlayEndpoint(self.underlay_ip, "172.30.1.0/24", ("172.30.1.1",)),
-            tuple(TunnelCandidate(5000 + i, 4789) for i in range(candidates)),
-        )
-
-    async def deploy_federated(self, federation_id, consumer_id, app, consumer_endpoint, cands):
-        await asyncio.sleep(self.deploy_delay)
-        if self.fail_deploy:
-            raise DeploymentFailed("image pull failed (forced by the test)")
-        self.deployed[federation_id] = app
-        c = cands[0]
-        return dataclasses.replace(
-            consumer_endpoint,
-            underlay_ip=self.underlay_ip,
-            app_ips=("172.30.1.129",),
-            vni=c.vni,
-            udp_port=c.udp_port,
-        )
-
-    async def connect_overlay(self, federation_id, service_name, provider_endpoint):
-        self.connected.add(federation_id)
-        return OverlayEndpoint(
-            self.underlay_ip,
-            provider_endpoint.subnet,
-            ("172.30.1.1",),
-            provider_endpoint.vni,
-            provider_endpoint.udp_port,
-        )
-
-    async def verify_traffic(self, federation_id, count, interval_ms, timeout_ms, echo_port):
-        received = count // 2 if self.lose_traffic else count
-        return TrafficReport(count, received, 1 - received / count, 0.2, 0.4)
-
-    async def release(self, federation_id: str) -> None:
-        self.released.append(federation_id)
-        self.deployed.pop(federation_id, None)
-        self.connected.discard(federation_id)
-        self.reserved.discard(federation_id)
 
 
 @dataclass
@@ -106,7 +44,7 @@ class Node:
 
     def channel(self, as_system: SystemConfig | None = None) -> grpc.aio.Channel:
         me = as_system or self.config
-        return security.secure_channel(f"127.0.0.1:{self.mef.port}", me.tls, self.system_id)
+        return secure_channel(f"127.0.0.1:{self.mef.port}", me.tls, self.system_id)
 
     def federator(self, channel: grpc.aio.Channel) -> federator_pb2_grpc.MecFederatorStub:
         return federator_pb2_grpc.MecFederatorStub(channel)
@@ -138,16 +76,16 @@ async def chain_env(transport_kind: str, tmp_path: Path) -> AsyncIterator[dict |
     if transport_kind != "chain":
         yield None
         return
-    from mecfed.chain import federation as fedc
     from mecfed.chain.anvil import Anvil
     from mecfed.chain.client import ChainClient
+    from mecfed.chain.federation import FederationContract, MembershipPolicy
     from mecfed.chain.keystore import create_keystore
 
     async with Anvil(block_time=CHAIN_BLOCK_TIME) as anvil:
         admin = anvil.dev_accounts[0]
         async with await ChainClient.connect(anvil.ws_url, admin) as client:
-            address = await fedc.deploy(
-                client, fedc.ALLOWLIST, [a.address for a in anvil.dev_accounts[1:]]
+            contract = await FederationContract.deploy(
+                client, MembershipPolicy.ALLOWLIST, [a.address for a in anvil.dev_accounts[1:]]
             )
         password = tmp_path / "password"
         password.write_text("conformance")
@@ -158,9 +96,10 @@ async def chain_env(transport_kind: str, tmp_path: Path) -> AsyncIterator[dict |
             keystores.append(str(path))
         yield {
             "ws_url": anvil.ws_url,
-            "contract": address,
+            "contract": contract.address,
             "password_file": str(password),
             "keystores": keystores,
+            "anvil": anvil,
         }
 
 
@@ -198,10 +137,7 @@ async def federation_net(
             )
             (tmp_path / f"{sid}.json").write_text(json.dumps(json.loads(config.to_json())))
             meo = FakeOrchestrator(sid, config.underlay_ip)
-            mef = await mef_server.start(config, settings=settings)
-            # The workflows talk to the fake MEO instead of a gRPC one.
-            mef.consumer.orchestrator = meo
-            mef.provider.orchestrator = meo
+            mef = await mef_server.start(config, orchestrator=meo, settings=settings)
             node = Node(config, mef, meo)
             nodes.append(node)
             started.append(node)

@@ -6,7 +6,8 @@ import grpc
 import pytest
 
 from mecfed.v1 import common_pb2, federator_pb2
-from mef.workflow import ConsumerSettings, TrafficCheck
+from mecfed.model import TrafficCheck
+from mef.workflow import ConsumerSettings
 from tests.mef.conftest import NO_OFFERS, fixed_policy
 
 ESTABLISHED = common_pb2.FEDERATION_STATE_ESTABLISHED
@@ -81,11 +82,8 @@ async def test_fewer_than_k_offers_still_federates(federation_net, transport_kin
 
 
 async def test_failed_deployment_falls_back_to_next_offer(federation_net, transport_kind):
-    if transport_kind == "chain":
-        pytest.skip(
-            "on the chain a failed winner is replaced only by reopen() after its confirm "
-            "window (covered by tests/contracts); the workflow reports the failure"
-        )
+    # Direct: the consumer takes its next offer. Chain: the failed winner
+    # declines on-chain, the contract reopens the auction and awards it anew.
     consumer, broken, fine = await federation_net([NO_OFFERS, fixed_policy(100), fixed_policy(200)])
     broken.meo.fail_deploy = True
     fed = await run_to_end(consumer, request(k=2))

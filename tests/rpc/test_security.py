@@ -9,7 +9,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from mecfed.config import TlsPaths
-from mecfed.security import (
+from mecfed.rpc.security import (
     PeerAuthorizer,
     channel_credentials,
     secure_channel,
@@ -173,7 +173,7 @@ async def test_interceptor_rejects_anonymous_caller_as_unauthenticated(pki):
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await _call(ch)
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            assert err.value.details() == "client certificate required"
+            assert err.value.details().startswith("client certificate required")
             resp = await health_pb2_grpc.HealthStub(ch).Check(
                 health_pb2.HealthCheckRequest(), timeout=5
             )
@@ -186,3 +186,59 @@ async def test_interceptor_rejects_anonymous_caller_as_unauthenticated(pki):
             assert await _code(ch) == grpc.StatusCode.UNAUTHENTICATED
     finally:
         await srv.stop(None)
+
+
+def _forged(pki_dir: Path, out: Path, names: list[str], dns: list[str]) -> TlsPaths:
+    """A certificate of our CA with an odd subject: several CNs, or a CN with
+    a NUL byte (as a hostile operator's CSR might ask for)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca = Pki(pki_dir)
+    ca_cert = x509.load_pem_x509_certificate(ca.ca_cert_path.read_bytes())
+    ca_key = serialization.load_pem_private_key(ca.ca_key_path.read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, n) for n in names]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (out / "c.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return TlsPaths(ca=str(ca.ca_cert_path), cert=str(out / "c.pem"), key=str(out / "c.key"))
+
+
+@pytest.mark.parametrize(
+    ("names", "dns"),
+    [
+        (["mec-02", "mec-03"], ["mec-02"]),  # two CNs: admitted as neither
+        (["mec-02\x00mec-03"], ["mec-02"]),  # a NUL byte inside the CN
+        (["mec-02 "], ["mec-02"]),  # trailing blank
+    ],
+    ids=["two-cns", "nul-byte", "trailing-blank"],
+)
+async def test_ambiguous_certificate_names_are_not_an_identity(server, pki, tmp_path, names, dns):
+    forged = _forged(tmp_path / "pki", tmp_path / "forged", names, dns)
+    async with secure_channel(server, forged, "mec-01") as ch:
+        code = await _code(ch)
+    assert code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE), code
+    assert code != grpc.StatusCode.OK
