@@ -141,8 +141,11 @@ class MecOrchestratorServicer:
         link towards the consumer). Takes the first tunnel candidate that is
         free on this host. All or nothing: on failure every container and link
         made so far is removed before the error is returned.
-        ALREADY_EXISTS if the federation id is already deployed here;
-        RESOURCE_EXHAUSTED if no candidate is free or capacity is exceeded.
+        INVALID_ARGUMENT for a bad spec or endpoint (including this host's own
+        underlay address as the consumer's); ALREADY_EXISTS if the federation
+        id is already deployed here; RESOURCE_EXHAUSTED if no candidate is free
+        or the host cannot fit the app; ABORTED if containers or links could
+        not be set up (everything made so far was removed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
