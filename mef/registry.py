@@ -150,6 +150,9 @@ class SystemRegistry:
         for record in records:
             if not record.system_id:
                 raise ValueError("preloaded systems need a system_id")
+            owner = self._id_by_name.get(record.system_name)
+            if owner is not None and owner != record.system_id:
+                raise ValueError(f"system_name {record.system_name!r} is preloaded twice")
             self._by_id[record.system_id] = record
             self._id_by_name[record.system_name] = record.system_id
 

@@ -52,8 +52,11 @@ _REPOSITORY = re.compile(
 def _is_image_reference(value: str) -> bool:
     first, slash, rest = value.partition("/")
     if slash and ("." in first or ":" in first or first == "localhost"):
-        return bool(_DOMAIN.match(first)) and bool(_REPOSITORY.match(rest))
-    return bool(_REPOSITORY.match(value))
+        return bool(_DOMAIN.fullmatch(first)) and bool(_REPOSITORY.fullmatch(rest))
+    return bool(_REPOSITORY.fullmatch(value))
+
+
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 
 
 def _shown(value: object) -> str:
@@ -64,7 +67,7 @@ def _shown(value: object) -> str:
 def require_id(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument.field(field, "is required")
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise InvalidArgument.field(
             field,
             f"{_shown(value)} is not a valid id "
@@ -78,7 +81,7 @@ def require_name(value: str, field: str) -> str:
     """A DNS label: service and app names."""
     if not value:
         raise InvalidArgument.field(field, "is required")
-    if not _DNS_LABEL.match(value):
+    if not _DNS_LABEL.fullmatch(value):
         raise InvalidArgument.field(
             field,
             f"{_shown(value)} must be 1..63 characters of [a-z0-9-], "
@@ -133,7 +136,13 @@ def require_underlay_ip(value: str, field: str) -> ipaddress.IPv4Address:
         raise InvalidArgument.field(field, f"{_shown(value)} is not an IP address") from None
     if not isinstance(ip, ipaddress.IPv4Address):
         raise InvalidArgument.field(field, f"{value} is IPv6; the underlay is IPv4")
-    if ip.is_unspecified or ip.is_multicast or ip.is_loopback or ip.is_reserved:
+    if (
+        ip.is_unspecified
+        or ip.is_multicast
+        or ip.is_loopback
+        or ip.is_reserved
+        or ip in _THIS_NETWORK
+    ):
         raise InvalidArgument.field(
             field,
             f"{value} is not a unicast host address (unspecified, multicast, loopback or reserved)",
@@ -154,7 +163,12 @@ def require_overlay_subnet(value: str, field: str) -> ipaddress.IPv4Network:
         ) from None
     if net.prefixlen != OVERLAY_PREFIX:
         raise InvalidArgument.field(field, f"{value} must be a /{OVERLAY_PREFIX}")
-    if net.is_multicast or net.is_loopback or net.is_reserved or net.is_unspecified:
+    if (
+        net.is_multicast
+        or net.is_loopback
+        or net.is_reserved
+        or net.subnet_of(_THIS_NETWORK)  # 0.0.0.0/8, RFC 1122
+    ):
         raise InvalidArgument.field(field, f"{value} is not a unicast subnet")
     return net
 

@@ -91,6 +91,8 @@ def local_hour(now: datetime, utc_offset_minutes: int) -> int:
 def _check_quote_args(replicas: int, load: float) -> float:
     if replicas < 1:
         raise InvalidArgument.field("replicas", f"is {replicas}; it must be at least 1")
+    if math.isnan(load):
+        raise InvalidArgument.field("load", "is not a number")
     # CapacityLedger.load is already in [0, 1]; clamp anyway so a load computed
     # elsewhere can never push the factor past its documented maximum.
     return min(max(load, 0.0), 1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mecfed.errors import InvalidArgument
-from mecfed.model.checks import MAX_TEXT, require_range, require_text
+from mecfed.model.checks import MAX_ID, MAX_TEXT, require_range, require_text
 
 MAX_ENDPOINT_ENTRIES = 16
 MAX_ENDPOINT_TEXT = 256
@@ -92,9 +92,9 @@ class SystemRecord:
     def __post_init__(self) -> None:
         require_text(self.system_name, "system_name", max_len=MAX_TEXT)
         require_text(self.system_provider, "system_provider", max_len=MAX_TEXT)
-        if len(self.system_id) > MAX_TEXT:
+        if len(self.system_id) > MAX_ID:
             raise InvalidArgument.field(
-                "system_id", f"is {len(self.system_id)} characters long; at most {MAX_TEXT}"
+                "system_id", f"is {len(self.system_id)} characters long; at most {MAX_ID}"
             )
 
 

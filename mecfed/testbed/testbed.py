@@ -33,9 +33,9 @@ from typing import Any
 
 from mecfed import tracing
 from mecfed.config import PeerConfig, SystemConfig, TlsPaths
+from mecfed.model.pricing import seeded_policies
 from mecfed.testbed import netns, supervisor
 from mecfed.testbed.pki import Pki
-from mecfed.model.pricing import seeded_policies
 from mecfed.wire.federator import policy_to_json
 
 log = logging.getLogger(__name__)

@@ -32,6 +32,12 @@ from mecfed.wire.common import (
 DEFAULT_CANDIDATES = 4
 
 
+def require_app_ips(endpoint: OverlayEndpoint, field: str) -> None:
+    """A provider's end must name the instances traffic is checked against."""
+    if not endpoint.app_ips:
+        raise InvalidArgument.field(f"{field}.app_ips", "must name at least one instance")
+
+
 # --- apps ---------------------------------------------------------------------
 
 
@@ -45,9 +51,11 @@ def instance_to_proto(inst: AppInstance) -> pb.AppInstance:
 
 
 def instance_from_proto(msg: pb.AppInstance) -> AppInstance:
-    return AppInstance(
-        msg.instance_id, msg.host, InstanceState(msg.state or 1), tuple(msg.overlay_ips)
-    )
+    try:
+        state = InstanceState(msg.state or InstanceState.PENDING)
+    except ValueError:  # a state we do not know: not an instance that runs
+        state = InstanceState.FAILED
+    return AppInstance(msg.instance_id, msg.host, state, tuple(msg.overlay_ips))
 
 
 def app_record_to_proto(app: App) -> pb.App:
@@ -112,6 +120,7 @@ def deployed_to_proto(
 def deployed_from_proto(msg: pb.DeployFederatedServiceResponse) -> OverlayEndpoint:
     endpoint = endpoint_from_proto(msg.provider_endpoint, "provider_endpoint")
     endpoint.require_tunnel("provider_endpoint")
+    require_app_ips(endpoint, "provider_endpoint")
     return endpoint
 
 
@@ -147,8 +156,7 @@ def connect_from_proto(msg: pb.ConnectOverlayRequest) -> tuple[str, str, Overlay
         required(msg, "provider_endpoint", "provider_endpoint"), "provider_endpoint"
     )
     provider.require_tunnel("provider_endpoint")
-    if not provider.app_ips:
-        raise InvalidArgument.field("provider_endpoint.app_ips", "must name at least one instance")
+    require_app_ips(provider, "provider_endpoint")
     return federation_id, service_name, provider
 
 

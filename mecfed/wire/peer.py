@@ -22,6 +22,7 @@ from mecfed.wire.common import (
     problem_to_proto,
     required,
 )
+from mecfed.wire.orchestrator import require_app_ips
 
 
 def offer_request_from_proto(msg: pb.RequestOfferRequest) -> OfferRequest:
@@ -90,6 +91,7 @@ def details_from_proto(msg: pb.AppInstanceDetails) -> AppInstanceDetails:
     if state == InstanceState.READY:
         endpoint = endpoint_from_proto(msg.provider_endpoint, "provider_endpoint")
         endpoint.require_tunnel("provider_endpoint")
+        require_app_ips(endpoint, "provider_endpoint")
     return AppInstanceDetails(
         app_instance_id=msg.app_instance_id,
         federation_id=msg.federation_id,

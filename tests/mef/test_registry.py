@@ -1,121 +1,41 @@
-"""Tests for mef.registry: MEC 040 system registration, discovery and watch."""
+"""Tests for mef.registry: MEC 040 system registration, discovery and watch.
+
+The registry takes model records only; requests are converted (and
+validated) by mecfed.wire first, so the validation tests below go through
+``system_from_proto``/``system_update_from_proto`` as the servicer does. The
+records themselves are tested in tests/model/test_system.py, their proto
+conversion in tests/wire/test_common.py and the watch notification in
+tests/wire/test_federator.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import uuid
+from typing import Any
 
 import pytest
 
 from mecfed.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
+from mecfed.model import EndPoint, SystemRecord
 from mecfed.v1 import common_pb2, federator_pb2
-from mef.registry import (
-    Change,
-    EndPoint,
-    SystemRecord,
-    SystemRegistry,
-    notification_to_proto,
-)
+from mecfed.wire.common import endpoint_info_from_proto, system_from_proto, system_to_proto
+from mecfed.wire.federator import notification_to_proto, system_update_from_proto
+from mef.registry import Change, SystemRegistry
+from tests.model.support import invalid
 
 
-def info(name: str = "edge-a", provider: str = "op-a", **kw: object) -> common_pb2.SystemInfo:
+def info_proto(name: str = "edge-a", provider: str = "op-a", **kw: Any) -> common_pb2.SystemInfo:
     msg = common_pb2.SystemInfo(system_name=name, system_provider=provider, **kw)
     if "endpoint" not in kw:
         msg.endpoint.uris.uris.append(f"https://{name}.example:50051")
     return msg
 
 
-# --- EndPoint -------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "endpoint",
-    [
-        EndPoint(uris=("https://a.example:50051",)),
-        EndPoint(fqdn=("a.example", "b.example")),
-        EndPoint(addresses=(("10.0.0.1", 50051), ("::1", 1))),
-        EndPoint(alternative="chain:0xabc"),
-    ],
-)
-def test_endpoint_proto_round_trip(endpoint: EndPoint) -> None:
-    assert EndPoint.from_proto(endpoint.to_proto()) == endpoint
-
-
-def test_endpoint_lists_become_tuples() -> None:
-    ep = EndPoint(addresses=[["h", 1]])  # type: ignore[arg-type]
-    assert ep.addresses == (("h", 1),)
-    hash(ep)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({}, "exactly one of"),
-        ({"uris": ("u",), "fqdn": ("f",)}, "exactly one of"),
-        ({"uris": ()}, "endpoint.uris must not be empty"),
-        ({"fqdn": ()}, "endpoint.fqdn must not be empty"),
-        ({"addresses": ()}, "endpoint.addresses must not be empty"),
-        ({"uris": ("",)}, "endpoint.uris[0]"),
-        ({"uris": ("x" * 257,)}, "endpoint.uris[0]"),
-        ({"fqdn": ("ok", " ")}, "endpoint.fqdn[1]"),
-        ({"addresses": (("h", 0),)}, "endpoint.addresses[0].port"),
-        ({"addresses": (("h", 65536),)}, "endpoint.addresses[0].port"),
-        ({"addresses": (("", 80),)}, "endpoint.addresses[0].host"),
-        ({"alternative": ""}, "endpoint.alternative"),
-        ({"uris": tuple(f"u{i}" for i in range(17))}, "at most 16"),
-    ],
-)
-def test_endpoint_validation(kwargs: dict, field: str) -> None:
-    with pytest.raises(InvalidArgument, match=field.replace("[", r"\[").replace("]", r"\]")):
-        EndPoint(**kwargs)
-
-
-def test_endpoint_limits_are_inclusive() -> None:
-    EndPoint(uris=tuple(f"u{i}" for i in range(16)))
-    EndPoint(uris=("x" * 256,))
-    EndPoint(addresses=(("h", 65535),))
-
-
-def test_endpoint_from_empty_proto_is_rejected() -> None:
-    with pytest.raises(InvalidArgument, match="exactly one of"):
-        EndPoint.from_proto(common_pb2.EndPointInfo())
-    msg = common_pb2.EndPointInfo()
-    msg.uris.SetInParent()
-    with pytest.raises(InvalidArgument, match=r"endpoint\.uris must not be empty"):
-        EndPoint.from_proto(msg)
-
-
-# --- SystemRecord ---------------------------------------------------------
-
-
-def test_record_proto_round_trip() -> None:
-    msg = info(system_id="abc")
-    rec = SystemRecord.from_proto(msg)
-    assert rec.system_id == "abc"
-    assert rec.endpoint == EndPoint(uris=("https://edge-a.example:50051",))
-    assert rec.to_proto() == msg
-
-
-def test_record_without_endpoint() -> None:
-    msg = common_pb2.SystemInfo(system_name="n", system_provider="p")
-    rec = SystemRecord.from_proto(msg)
-    assert rec.endpoint is None
-    assert not rec.to_proto().HasField("endpoint")
-
-
-@pytest.mark.parametrize(
-    ("name", "provider", "field"),
-    [
-        ("", "p", "system_name is required"),
-        ("n", "", "system_provider is required"),
-        ("x" * 129, "p", "system_name is 129 characters long"),
-        ("n", "x" * 129, "system_provider is 129 characters long"),
-    ],
-)
-def test_record_validation(name: str, provider: str, field: str) -> None:
-    with pytest.raises(InvalidArgument, match=field):
-        SystemRecord("", name, provider)
+def info(name: str = "edge-a", provider: str = "op-a", **kw: Any) -> SystemRecord:
+    """A RegisterSystem request's system_info as the servicer hands it over."""
+    return system_from_proto(info_proto(name, provider, **kw))
 
 
 # --- SystemRegistry -------------------------------------------------------
@@ -134,25 +54,37 @@ async def test_register_accepts_record() -> None:
     reg = SystemRegistry()
     rec = await reg.register(SystemRecord("", "n", "p"))
     assert rec.system_id
+    assert rec.endpoint is None
+    assert rec == SystemRecord(rec.system_id, "n", "p")
 
 
 async def test_register_rejects_given_id() -> None:
     reg = SystemRegistry()
-    with pytest.raises(InvalidArgument, match="system_id must be empty"):
+    with invalid("system_info.system_id", "must be empty on register"):
         await reg.register(info(system_id="mine"))
+    assert len(reg) == 0
 
 
 async def test_register_validates_fields() -> None:
+    # The request is validated on its way in (mecfed.wire), fields named
+    # under their path in RegisterSystemRequest; nothing reaches the registry.
     reg = SystemRegistry()
-    with pytest.raises(InvalidArgument, match="system_name is required"):
+    with invalid("system_info.system_name", "is required"):
         await reg.register(info(name=""))
-    with pytest.raises(InvalidArgument, match="system_provider is 129"):
+    with invalid("system_info.system_provider", "is 129"):
         await reg.register(info(provider="p" * 129))
-    bad = info()
+    bad = info_proto()
     bad.endpoint.Clear()
     bad.endpoint.addresses.addresses.add(host="h", port=0)
-    with pytest.raises(InvalidArgument, match=r"endpoint.addresses\[0\].port"):
-        await reg.register(bad)
+    with invalid("system_info.endpoint.addresses[0].port", "is 0"):
+        await reg.register(system_from_proto(bad))
+    bad.endpoint.Clear()
+    bad.endpoint.uris.uris.append("")
+    with invalid("system_info.endpoint.uris[0]", "is required"):
+        await reg.register(system_from_proto(bad))
+    bad.endpoint.Clear()
+    with invalid("system_info.endpoint", "must set exactly one of"):
+        await reg.register(system_from_proto(bad))
     assert len(reg) == 0
 
 
@@ -220,16 +152,23 @@ async def test_update_name_and_endpoint() -> None:
         await reg.register(info("a2"))
 
 
-async def test_update_accepts_proto_endpoint_and_keeps_unset_fields() -> None:
+async def test_update_from_proto_endpoint_and_keeps_unset_fields() -> None:
     reg = SystemRegistry()
     rec = await reg.register(info("a"))
-    ep = common_pb2.EndPointInfo(alternative="x")
-    updated = await reg.update(rec.system_id, endpoint=ep)
+    request = federator_pb2.UpdateSystemRequest(
+        system_id=rec.system_id, endpoint=common_pb2.EndPointInfo(alternative="x")
+    )
+    system_id, name, endpoint = system_update_from_proto(request)
+    assert (system_id, name) == (rec.system_id, None)
+    updated = await reg.update(system_id, name=name, endpoint=endpoint)
     assert updated.system_name == "a"
     assert updated.endpoint == EndPoint(alternative="x")
     # None and "" (the proto's "unchanged") leave everything as is.
     assert await reg.update(rec.system_id, name="") == updated
     assert await reg.update(rec.system_id) == updated
+    unchanged = system_update_from_proto(federator_pb2.UpdateSystemRequest(system_id=rec.system_id))
+    assert unchanged == (rec.system_id, None, None)
+    assert await reg.update(unchanged[0], name=unchanged[1], endpoint=unchanged[2]) == updated
 
 
 async def test_update_errors() -> None:
@@ -242,11 +181,29 @@ async def test_update_errors() -> None:
     assert (await reg.update(a.system_id, name="a")).system_name == "a"
     with pytest.raises(NotFound, match="'ghost'"):
         await reg.update("ghost", name="c")
-    with pytest.raises(InvalidArgument, match="system_name is 129"):
+    with invalid("system_name", "is 129"):
         await reg.update(a.system_id, name="n" * 129)
-    with pytest.raises(InvalidArgument, match="exactly one of"):
-        await reg.update(a.system_id, endpoint=common_pb2.EndPointInfo())
+    with invalid("system_name", "is required"):
+        await reg.update(a.system_id, name="  ")
+    with invalid("endpoint", "exactly one of"):
+        await reg.update(
+            *system_update_from_proto(
+                federator_pb2.UpdateSystemRequest(
+                    system_id=a.system_id, endpoint=common_pb2.EndPointInfo()
+                )
+            )
+        )
+    empty = common_pb2.EndPointInfo()
+    empty.fqdn.SetInParent()
+    with invalid("endpoint.fqdn", "must not be empty"):
+        await reg.update(a.system_id, endpoint=endpoint_info_from_proto(empty))
+    with pytest.raises(InvalidArgument, match="system_id is required"):
+        await reg.update("", name="c")
     assert await reg.get(a.system_id) == a
+    # A failed update changes nothing: the names are still where they were.
+    with pytest.raises(AlreadyExists):
+        await reg.register(info("a"))
+    assert (await reg.list(names=["b"]))[0].system_name == "b"
 
 
 async def test_deregister() -> None:
@@ -374,4 +331,55 @@ def test_notification_to_proto() -> None:
     rec = SystemRecord("id1", "n", "p", EndPoint(alternative="x"))
     msg = notification_to_proto(Change.UPDATED, [rec])
     assert msg.change == federator_pb2.SystemUpdateNotification.CHANGE_UPDATED
-    assert list(msg.updated_system_info) == [rec.to_proto()]
+    assert list(msg.updated_system_info) == [system_to_proto(rec)]
+
+
+async def test_watch_events_convert_to_notifications() -> None:
+    reg = SystemRegistry()
+    a = await reg.register(info("a"))
+    N = federator_pb2.SystemUpdateNotification
+    async with reg.watch() as watch:
+        b = await reg.register(info("b"))
+        b2 = await reg.update(b.system_id, endpoint=EndPoint(fqdn=("b.example",)))
+        await reg.deregister(a.system_id)
+        got = [notification_to_proto(*(await anext(watch))) for _ in range(4)]
+    assert [m.change for m in got] == [
+        N.CHANGE_EXISTING,
+        N.CHANGE_REGISTERED,
+        N.CHANGE_UPDATED,
+        N.CHANGE_DEREGISTERED,
+    ]
+    assert [[system_from_proto(i) for i in m.updated_system_info] for m in got] == [
+        [a],
+        [b],
+        [b2],
+        [a],
+    ]
+
+
+# --- preload ----------------------------------------------------------------
+
+
+async def test_preload_keeps_configured_ids_without_events() -> None:
+    reg = SystemRegistry()
+    watch = reg.watch()
+    me = SystemRecord("sys-1", "me", "op")
+    peer = SystemRecord("sys-2", "peer", "op2", EndPoint(uris=("https://peer:1",)))
+    reg.preload([me, peer])
+    assert len(reg) == 2
+    assert await reg.get("sys-1") == me and await reg.get("sys-2") == peer
+    assert await reg.list(providers=["op2"]) == [peer]
+    # Their names are taken like any registered system's.
+    with pytest.raises(AlreadyExists, match="system_name 'me' is already registered as sys-1"):
+        await reg.register(SystemRecord("", "me", "other"))
+    # Preloading happens before the server serves: it publishes nothing.
+    assert await anext(watch) == ("existing", [])
+    rec = await reg.register(SystemRecord("", "new", "op"))
+    assert await anext(watch) == ("registered", [rec])
+    watch.close()
+
+
+def test_preload_needs_ids() -> None:
+    reg = SystemRegistry()
+    with pytest.raises(ValueError, match="need a system_id"):
+        reg.preload([SystemRecord("", "n", "p")])

@@ -1,4 +1,7 @@
-"""Tests for mef.pricing: tariff model, offer policy, capacity ledger."""
+"""Tests for mecfed.model.pricing: tariff model, offer policy, seeded
+policies. (Moved from tests/mef/test_pricing.py; the policy's proto/JSON
+conversion is tested in tests/wire/test_federator.py, the capacity ledger in
+tests/mef/test_capacity.py.)"""
 
 from __future__ import annotations
 
@@ -7,16 +10,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from mecfed.errors import InvalidArgument, ResourceExhausted
-from mecfed.v1 import federator_pb2
-from mecfed.validation import MAX_PRICE
-from mef.pricing import (
+from mecfed.errors import InvalidArgument
+from mecfed.model.checks import MAX_PRICE
+from mecfed.model.pricing import (
     TARIFFS,
     TIME_OF_DAY_FACTOR,
-    CapacityLedger,
     FixedPricing,
     OfferPolicy,
     TariffPricing,
+    load_factor,
     local_hour,
     seeded_policies,
 )
@@ -56,6 +58,16 @@ def test_local_hour() -> None:
         local_hour(datetime(2026, 1, 1), 0)
 
 
+def test_load_factor() -> None:
+    assert load_factor(1.0, 0.0) == 1.0
+    assert load_factor(1.0, 0.5) == pytest.approx(2.0)
+    assert load_factor(1.0, 0.75) == pytest.approx(4.0)
+    assert load_factor(1.0, 0.9) == pytest.approx(10.0)
+    assert load_factor(1.0, 5.0) == pytest.approx(10.0)  # capped at 90 %
+    assert load_factor(1.0, -5.0) == 1.0
+    assert load_factor(0.0, 0.9) == 1.0
+
+
 # --- quotes ---------------------------------------------------------------
 
 
@@ -68,6 +80,13 @@ def test_tariff_formula_values() -> None:
     assert p.quote(2, 0.0, at_utc(18)) == 46_800  # 19:00 local, peak x1.3
     assert p.quote(2, 0.5, at_utc(11)) == 72_000  # load factor 1 + 0.5 / 0.5
     assert p.quote(2, 1.0, at_utc(18)) == 468_000  # 1.3 x (1 + 0.9 / 0.1)
+
+
+def test_factors() -> None:
+    p = TariffPricing("ES", load_sensitivity=1.0)
+    tod, load = p.factors(0.5, at_utc(18))
+    assert tod == 1.30 and load == pytest.approx(2.0)
+    assert p.tariff == TARIFFS["ES"]
 
 
 def test_tariff_regions_and_offsets_differ() -> None:
@@ -92,6 +111,18 @@ def test_load_factor_is_monotonic_and_bounded() -> None:
     assert p.quote(4, -1.0, at_utc(11)) == prices[0]
 
 
+def test_quote_with_nan_load_is_a_price_or_a_domain_error() -> None:
+    # A load computed elsewhere is clamped "so it can never push the factor
+    # past its documented maximum"; NaN must not escape as a bare ValueError
+    # (the servicer would answer INTERNAL) nor yield an unbounded price.
+    p = TariffPricing("FR", 150, load_sensitivity=2.0)
+    try:
+        price = p.quote(4, math.nan, at_utc(11))
+    except InvalidArgument:
+        return
+    assert p.quote(4, 0.0, at_utc(11)) <= price <= p.quote(4, 1.0, at_utc(11))
+
+
 def test_zero_sensitivity_ignores_load() -> None:
     p = TariffPricing("SE", 150, load_sensitivity=0)
     assert p.quote(1, 0, at_utc(11)) == p.quote(1, 1, at_utc(11))
@@ -103,6 +134,7 @@ def test_quote_is_always_positive_integer_and_capped() -> None:
     assert isinstance(q, int) and q >= 1
     huge = TariffPricing("DE", 100_000, load_sensitivity=10)
     assert 1 <= huge.quote(10**9, 1, at_utc(18)) <= MAX_PRICE
+    assert huge.quote(10**9, 1, at_utc(18)) == MAX_PRICE
 
 
 def test_quote_rejects_bad_replicas() -> None:
@@ -110,6 +142,13 @@ def test_quote_rejects_bad_replicas() -> None:
         TariffPricing("ES").quote(0, 0, at_utc(0))
     with pytest.raises(InvalidArgument, match="replicas"):
         FixedPricing(5).quote(-1, 0, at_utc(0))
+    with pytest.raises(InvalidArgument, match="replicas is 0"):
+        OfferPolicy.default().quote(0, 0, at_utc(0))
+
+
+def test_quote_needs_an_aware_time() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        TariffPricing("ES").quote(1, 0, datetime(2026, 1, 1))
 
 
 def test_fixed_pricing_ignores_everything() -> None:
@@ -121,41 +160,60 @@ def test_fixed_pricing_ignores_everything() -> None:
 
 # --- validation -------------------------------------------------------------
 
+# Paths are relative to the policy; policy_from_proto/json prefix "policy."
+# (tests/wire/test_federator.py).
+
 
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: FixedPricing(0), "policy.fixed.price must be greater than 0"),
-        (lambda: FixedPricing(MAX_PRICE + 1), "policy.fixed.price .* absurd"),
-        (lambda: TariffPricing("XX"), "policy.tariff.region 'XX' is unknown; known regions: DE, "),
-        (lambda: TariffPricing("ES", 0), "policy.tariff.watt_hours_per_replica is 0"),
-        (lambda: TariffPricing("ES", 100_001), "watt_hours_per_replica is 100001"),
-        (lambda: TariffPricing("ES", 1, -721), "policy.tariff.utc_offset_minutes is -721"),
-        (lambda: TariffPricing("ES", 1, 841), "utc_offset_minutes is 841"),
-        (lambda: TariffPricing("ES", 1, 0, -0.1), "policy.tariff.load_sensitivity is -0.1"),
-        (lambda: TariffPricing("ES", 1, 0, 10.5), "load_sensitivity is 10.5"),
-        (lambda: TariffPricing("ES", 1, 0, math.nan), "load_sensitivity is nan"),
+        (lambda: FixedPricing(0), "^fixed.price must be greater than 0$"),
+        (lambda: FixedPricing(-1), "^fixed.price must be greater than 0$"),
+        (lambda: FixedPricing(MAX_PRICE + 1), f"^fixed.price is {MAX_PRICE + 1}; at most"),
+        (lambda: TariffPricing("XX"), "^tariff.region 'XX' is unknown; known regions: DE, "),
+        (lambda: TariffPricing(""), "^tariff.region '' is unknown"),
+        (lambda: TariffPricing("ES", 0), "^tariff.watt_hours_per_replica is 0"),
+        (lambda: TariffPricing("ES", 100_001), "^tariff.watt_hours_per_replica is 100001"),
+        (lambda: TariffPricing("ES", 1, -721), "^tariff.utc_offset_minutes is -721"),
+        (lambda: TariffPricing("ES", 1, 841), "^tariff.utc_offset_minutes is 841"),
+        (lambda: TariffPricing("ES", 1, 0, -0.1), "^tariff.load_sensitivity is -0.1"),
+        (lambda: TariffPricing("ES", 1, 0, 10.5), "^tariff.load_sensitivity is 10.5"),
+        (lambda: TariffPricing("ES", 1, 0, math.nan), "^tariff.load_sensitivity is nan"),
+        (lambda: TariffPricing("ES", 1, 0, math.inf), "^tariff.load_sensitivity is inf"),
         (
             lambda: OfferPolicy(FixedPricing(1), capacity_replicas=10_001),
-            "policy.capacity_replicas is 10001",
+            "^capacity_replicas is 10001",
+        ),
+        (
+            lambda: OfferPolicy(FixedPricing(1), capacity_replicas=-1),
+            "^capacity_replicas is -1",
         ),
         (
             lambda: OfferPolicy(FixedPricing(1), offer_validity_ms=0),
-            "policy.offer_validity_ms is 0",
+            "^offer_validity_ms is 0",
         ),
         (
             lambda: OfferPolicy(FixedPricing(1), offer_validity_ms=3_600_001),
-            "policy.offer_validity_ms is 3600001",
+            "^offer_validity_ms is 3600001",
         ),
-        (lambda: OfferPolicy(None), "one of fixed or tariff"),  # type: ignore[arg-type]
+        (lambda: OfferPolicy(None), "^pricing one of fixed or tariff"),  # type: ignore[arg-type]
     ],
 )
 def test_validation_errors(make, message: str) -> None:
-    with pytest.raises(InvalidArgument, match=message):
+    with pytest.raises(InvalidArgument, match=message) as info:
         make()
+    assert len(info.value.violations) == 1
+    assert info.value.message.startswith(info.value.violations[0].field)
+
+
+def test_long_unknown_region_is_shortened() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        TariffPricing("Z" * 1000)
+    assert len(info.value.message) < 200
 
 
 def test_validation_limits_are_inclusive() -> None:
+    FixedPricing(1)
     FixedPricing(MAX_PRICE)
     TariffPricing("es", 1, -720, 0)
     TariffPricing("ES", 100_000, 840, 10)
@@ -165,75 +223,34 @@ def test_validation_limits_are_inclusive() -> None:
 
 def test_region_is_case_insensitive() -> None:
     assert TariffPricing("de").region == "DE"
+    assert TariffPricing("de") == TariffPricing("DE")
 
 
-# --- OfferPolicy conversions ------------------------------------------------
+def test_region_offset_default() -> None:
+    for region, tariff in TARIFFS.items():
+        assert TariffPricing(region).utc_offset_minutes == tariff.utc_offset_minutes
+    assert TariffPricing("GR", utc_offset_minutes=0).utc_offset_minutes == 0
 
 
-@pytest.mark.parametrize(
-    "policy",
-    [
-        OfferPolicy.default(),
-        OfferPolicy(FixedPricing(99), capacity_replicas=0, offer_validity_ms=5),
-        OfferPolicy(TariffPricing("PT", 42, 0, 0.0), capacity_replicas=3),
-        OfferPolicy(TariffPricing("GR", 7, -300, 2.5)),
-    ],
-)
-def test_policy_round_trips(policy: OfferPolicy) -> None:
-    assert OfferPolicy.from_proto(policy.to_proto()) == policy
-    assert OfferPolicy.from_json(policy.to_json()) == policy
+# --- OfferPolicy -------------------------------------------------------------
 
 
 def test_default_policy() -> None:
     p = OfferPolicy.default()
     assert isinstance(p.pricing, TariffPricing)
+    assert p.pricing == TariffPricing("ES")
+    assert (p.capacity_replicas, p.offer_validity_ms) == (32, 60_000)
     assert p.makes_offers
     assert p.quote(1, 0, at_utc(11)) > 0
-    assert p.offer_validity == timedelta(milliseconds=p.offer_validity_ms)
+    assert p.offer_validity == timedelta(milliseconds=p.offer_validity_ms) == timedelta(seconds=60)
 
 
-def test_from_proto_requires_pricing() -> None:
-    with pytest.raises(InvalidArgument, match="policy: one of fixed or tariff"):
-        OfferPolicy.from_proto(federator_pb2.OfferPolicy(offer_validity_ms=1))
+def test_zero_capacity_makes_no_offers() -> None:
+    assert not OfferPolicy(FixedPricing(1), capacity_replicas=0).makes_offers
 
 
-def test_from_proto_takes_zero_offset_literally() -> None:
-    msg = federator_pb2.OfferPolicy(offer_validity_ms=1)
-    msg.tariff.region = "DE"
-    msg.tariff.watt_hours_per_replica = 1
-    p = OfferPolicy.from_proto(msg)
-    assert p.pricing.utc_offset_minutes == 0  # type: ignore[union-attr]
-
-
-def test_from_json_fills_defaults_for_missing_fields() -> None:
-    p = OfferPolicy.from_json({"tariff": {"region": "DE"}})
-    assert p == OfferPolicy(TariffPricing("DE"))
-    assert p.pricing.utc_offset_minutes == 60  # type: ignore[union-attr]
-    explicit = OfferPolicy.from_json(
-        {
-            "tariff": {"region": "DE", "utcOffsetMinutes": 0, "loadSensitivity": 0},
-            "capacityReplicas": 0,
-        }
-    )
-    assert explicit.capacity_replicas == 0
-    assert explicit.pricing == TariffPricing("DE", utc_offset_minutes=0, load_sensitivity=0)
-    assert OfferPolicy.from_json({"fixed": {"price": "7"}}).pricing == FixedPricing(7)
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        ({"bogus": 1}, "policy: .*bogus"),
-        ({"fixed": {"price": "x"}}, "policy: "),
-        ({}, "one of fixed or tariff"),
-        ({"tariff": {"region": "ZZ"}}, "known regions: DE, ES, FR, GR, IT, NL, PT, SE"),
-        ({"fixed": {"price": 0}}, "policy.fixed.price must be greater than 0"),
-        ([], "must be a JSON object"),
-    ],
-)
-def test_from_json_errors(data, message: str) -> None:
-    with pytest.raises(InvalidArgument, match=message):
-        OfferPolicy.from_json(data)
+def test_policy_quote_delegates() -> None:
+    assert OfferPolicy(FixedPricing(77)).quote(3, 0.5, at_utc(4)) == 77
 
 
 # --- seeded policies --------------------------------------------------------
@@ -260,71 +277,11 @@ def test_seeded_policies_options_and_bounds() -> None:
     assert seeded_policies(0, seed=1) == []
     p = seeded_policies(1, seed=1, capacity_replicas=5, offer_validity_ms=10, load_sensitivity=0)
     assert p[0].capacity_replicas == 5 and p[0].offer_validity_ms == 10
+    assert p[0].pricing.load_sensitivity == 0  # type: ignore[union-attr]
     with pytest.raises(InvalidArgument, match="n_providers"):
         seeded_policies(-1, seed=1)
-
-
-# --- capacity ledger --------------------------------------------------------
-
-
-async def test_ledger_reserve_release_and_load() -> None:
-    ledger = CapacityLedger(10)
-    assert ledger.load == 0.0
-    await ledger.reserve("f1", 4)
-    await ledger.reserve("f2", 6)
-    assert ledger.used == 10 and ledger.free == 0 and ledger.load == 1.0
-    with pytest.raises(ResourceExhausted, match="10 of 10 replicas committed, 1 requested"):
-        await ledger.reserve("f3", 1)
-    assert await ledger.release("f1") == 4
-    assert await ledger.release("f1") == 0  # idempotent
-    assert ledger.load == 0.6
-    await ledger.reserve("f3", 4)
-    assert ledger.reserved("f3") == 4
-
-
-async def test_ledger_re_reserve_replaces() -> None:
-    ledger = CapacityLedger(5)
-    await ledger.reserve("f", 5)
-    await ledger.reserve("f", 5)  # retried award: no double counting
-    await ledger.reserve("f", 2)
-    assert ledger.used == 2
-    with pytest.raises(ResourceExhausted):
-        await ledger.reserve("f", 6)
-    assert ledger.reserved("f") == 2
-
-
-async def test_ledger_validation_and_zero_capacity() -> None:
-    ledger = CapacityLedger(0)
-    assert ledger.load == 1.0
-    with pytest.raises(ResourceExhausted):
-        await ledger.reserve("f", 1)
-    with pytest.raises(InvalidArgument, match="replicas is 0"):
-        await CapacityLedger(1).reserve("f", 0)
-    with pytest.raises(InvalidArgument, match="federation_id is required"):
-        await CapacityLedger(1).reserve("", 1)
-    with pytest.raises(InvalidArgument, match=r"policy\.capacity_replicas is -1"):
-        CapacityLedger(-1)
-
-
-async def test_ledger_capacity_shrink_keeps_load_bounded() -> None:
-    ledger = CapacityLedger(10)
-    await ledger.reserve("f", 8)
-    ledger.set_capacity(4)
-    assert ledger.capacity == 4 and ledger.load == 1.0 and ledger.free == 0
-
-
-async def test_ledger_concurrent_reservations_never_overcommit() -> None:
-    import asyncio
-
-    ledger = CapacityLedger(10)
-
-    async def try_reserve(i: int) -> bool:
-        await asyncio.sleep(0)
-        try:
-            await ledger.reserve(f"f{i}", 3)
-        except ResourceExhausted:
-            return False
-        return True
-
-    results = await asyncio.gather(*(try_reserve(i) for i in range(10)))
-    assert sum(results) == 3 and ledger.used == 9
+    # The energy jitter never leaves the model's bounds.
+    for q in seeded_policies(20, seed=1, watt_hours_per_replica=1):
+        assert q.pricing.watt_hours_per_replica == 1  # type: ignore[union-attr]
+    for q in seeded_policies(20, seed=1, watt_hours_per_replica=100_000):
+        assert 90_000 <= q.pricing.watt_hours_per_replica <= 100_000  # type: ignore[union-attr]
