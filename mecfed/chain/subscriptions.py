@@ -188,16 +188,20 @@ class LogStream:
 
     async def _run(self) -> None:
         backoff = Backoff()
+        failures = 0  # consecutive; only the first is a warning
         try:
-            while not self._closed:
-                generation = await self._client._wait_connected(timeout=None)
+            while not self._closed and not self._client._closing:
                 try:
+                    generation = await self._client._wait_connected(timeout=None)
                     await self._session(generation)
                     backoff.reset()  # the connection ended; a new one is coming
+                    failures = 0
                 except _RETRYABLE as exc:
-                    if self._closed:
+                    if self._closed or self._client._closing:
                         return
-                    log.info("log subscription %s failed (%r); retrying", self.query, exc)
+                    level = logging.WARNING if failures == 0 else logging.DEBUG
+                    log.log(level, "log subscription %s failed (%r); retrying", self.query, exc)
+                    failures += 1
                     await self._drop_subscription()
                     await backoff.wait(self._client._stop)
                 finally:
@@ -206,6 +210,8 @@ class LogStream:
             raise
         except BaseException as exc:  # a bug: let the consumer see it
             self._out.put_nowait(exc)
+        finally:
+            self._out.put_nowait(_END)
 
     async def _session(self, generation: int) -> None:
         client = self._client
