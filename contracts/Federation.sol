@@ -7,21 +7,34 @@ pragma solidity 0.8.30;
 ///         which pays it. Endpoints travel ECIES-sealed in calldata/events, never in storage.
 ///
 /// State machine (`State`, uint8): None=0, Open=1, Awarded=2, Deployed=3, Terminated=4,
-/// Cancelled=5. Transitions and the single state each one requires:
+/// Cancelled=5. Transitions and the state each one requires ("effective" state: an Open
+/// auction whose bidding deadline passed with >= 1 bid counts as Awarded):
 ///   announce                     None     -> Open
 ///   bid (k-th distinct bidder)   Open     -> Awarded   (auto-close in the same tx)
-///   award (after deadline)       Open     -> Awarded   (optional: an Open auction whose bidding
-///                                                       deadline passed with >=1 bid already
-///                                                       *counts* as Awarded: `stateOf` says so
-///                                                       and the winner may confirm directly)
-///   cancel                       Open     -> Cancelled (effective Open only, i.e. not lazily
-///                                                       awarded; escrow credited back)
+///   award (after deadline)       Open     -> Awarded   (stored state Open, consumer; optional:
+///                                                       such an auction already *counts* as
+///                                                       Awarded: `stateOf` says so and the
+///                                                       winner may confirm directly)
+///   cancel                       Open     -> Cancelled (consumer, effective Open; escrow
+///                                                       credited back)
+///                                Awarded  -> Cancelled (consumer, only after the confirm
+///                                                       deadline passed unconfirmed: the same
+///                                                       outcome as reopen + cancel, and the
+///                                                       way out once rounds are exhausted)
 ///   confirmDeployment            Awarded  -> Deployed  (winner, until the confirm deadline)
+///   decline                      Awarded  -> Open      (winner, any time before it confirmed:
+///                                                       it cannot deploy; winner excluded,
+///                                                       new round for the announced window)
 ///   reopen                       Awarded  -> Open      (consumer, after the confirm deadline;
 ///                                                       failed winner excluded, new round)
 ///   terminate                    Deployed -> Terminated (consumer or winner)
 /// The confirm deadline is always `closeTime + confirmWindow`, where closeTime is the bidding
-/// deadline, or the time of the k-th bid when that closed the auction early.
+/// deadline, or the time of the bid that closed the auction early.
+/// Rounds: round 0 is open to every member but the consumer and closes at its k-th distinct
+/// bidder (its quorum) or at its deadline. A new round (reopen, decline) excludes the winner,
+/// resets the best bid and the bidder count, and admits only the bidders of earlier rounds that
+/// were never excluded; at most k - 1 of them exist, so such a round closes once all of them
+/// have bid (its quorum: the eligible bidders), or at its deadline.
 ///
 /// Custom errors (the MEF maps them to gRPC statuses):
 ///   NotMember()                       caller is not an active member       (PERMISSION_DENIED)
@@ -38,7 +51,8 @@ pragma solidity 0.8.30;
 ///   AlreadyApproved()                 second approval by the same member  (ALREADY_EXISTS)
 ///   EscrowMismatch()                  msg.value != maxPrice                (INVALID_ARGUMENT)
 ///   InvalidK()                        k == 0                               (INVALID_ARGUMENT)
-///   InvalidWindow()                   window 0 or > MAX_WINDOW             (INVALID_ARGUMENT)
+///   InvalidWindow()                   window 0 or > MAX_WINDOW, or a deadline beyond
+///                                     type(uint40).max                     (INVALID_ARGUMENT)
 ///   RequirementsTooLong()             requirements > MAX_REQUIREMENTS      (INVALID_ARGUMENT)
 ///   PayloadTooLong()                  sealed endpoint > MAX_SEALED         (INVALID_ARGUMENT)
 ///   UnknownService()                  no service with this id              (NOT_FOUND)
@@ -49,14 +63,15 @@ pragma solidity 0.8.30;
 ///   PriceOutOfRange()                 price == 0 or price > maxPrice       (INVALID_ARGUMENT)
 ///   BidNotLower()                     re-bid not strictly lower than own live bid
 ///                                                                          (FAILED_PRECONDITION)
-///   NotEligible()                     reopened round: not a previous bidder, or excluded winner
+///   NotEligible()                     new round: not a previous bidder, or excluded winner
 ///                                                                          (PERMISSION_DENIED)
 ///   DeadlineNotPassed()               award/reopen too early               (FAILED_PRECONDITION)
 ///   NoBids()                          award with no bids                   (FAILED_PRECONDITION)
-///   NotWinner()                       confirm by someone else than winner  (PERMISSION_DENIED)
+///   NotWinner()                       confirm/decline by someone else than the winner
+///                                                                          (PERMISSION_DENIED)
 ///   ConfirmWindowOver()               confirm after the confirm deadline   (DEADLINE_EXCEEDED)
 ///   NotParty()                        terminate by a third party           (PERMISSION_DENIED)
-///   TooManyRounds()                   reopen beyond 65535 rounds           (RESOURCE_EXHAUSTED)
+///   TooManyRounds()                   reopen/decline beyond 65535 rounds   (RESOURCE_EXHAUSTED)
 ///   NothingToWithdraw()               withdraw with zero credit            (FAILED_PRECONDITION)
 ///   TransferFailed()                  withdraw transfer reverted           (INTERNAL)
 ///   Reentrancy()                      re-entered withdraw                  (ABORTED)
@@ -70,10 +85,11 @@ contract Federation {
     uint256 internal constant MAX_REQUIREMENTS = 1024;
     uint256 internal constant MAX_SEALED = 256;
     uint256 internal constant MAX_WINDOW = 30 days;
+    uint16 internal constant MAX_ROUND = type(uint16).max;
 
     /// @dev One slot per member address; never deleted, so `index` and `nonce` are stable.
     struct Member {
-        uint32 index;        // 1-based, assigned on first registration
+        uint32 index;        // 1-based, assigned on first registration, never reassigned
         bool active;         // currently a member
         bool allowed;        // ALLOWLIST: on the list; MAJORITY: founder / admitted
         uint32 approvals;    // MAJORITY: approvals of the current application
@@ -82,19 +98,36 @@ contract Federation {
         bool pending;        // MAJORITY: has a pending application
     }
 
-    /// @dev A service: two consecutive slots. Slot 0 (read-only in the bid path) holds the
-    ///      consumer and the escrowed maxPrice; slot 1 is the packed hot auction word below.
+    /// @dev The hot auction state of a service: exactly one slot (96+32+40+32+16+16+16+8 bits),
+    ///      so a bid reads and writes it once. The winner is the member index `best`, which is
+    ///      what lets everything a bid changes fit in this word.
+    struct Auction {
+        uint96 bestPrice;      // lowest bid of the current round (0 while bidCount == 0)
+        uint32 best;           // member index of the bidder of bestPrice (0 while bidCount == 0)
+        uint40 deadline;       // bidding deadline; the time of the closing bid once that closed it
+        uint32 confirmWindow;  // seconds after closeTime (= deadline) the winner may confirm
+        uint16 quorum;         // distinct bidders that close this round: k in round 0, the
+                               // eligible bidders (earlier bidders not excluded) after that
+        uint16 bidCount;       // distinct bidders in the current round
+        uint16 round;          // 0, +1 per reopen/decline (= number of excluded winners)
+        State state;           // stored state (see `_effective`)
+    }
+
+    /// @dev A service: three slots. Slot 0 is written once by announce; slot 1 is the auction;
+    ///      slot 2 (written once by announce) is read by decline and the views only.
     struct Service {
         address consumer;
-        uint96 maxPrice;
-        uint256 auction;
+        uint96 maxPrice;       // escrowed by announce
+        Auction auction;
+        uint32 biddingWindow;  // announced bidding window (the length of a declined round)
+        uint16 k;              // announced k
     }
 
     /// @dev Per (service, provider) bid slot.
     struct Bid {
         uint96 price;   // last price bid (0 = never bid)
         uint16 round;   // round of that bid; the bid is live iff round == service round
-        bool excluded;  // failed winner of an earlier round
+        bool excluded;  // winner of an earlier round that did not deploy (reopen/decline)
     }
 
     /// @dev View struct returned by `serviceOf`.
@@ -103,41 +136,16 @@ contract Federation {
         uint96 maxPrice;
         uint16 k;
         uint16 bidCount;
-        State state;
-        uint64 deadline;
-        uint64 confirmDeadline;
-        address winner;
-        uint96 bestPrice;
+        State state;           // effective state
+        uint64 deadline;       // bidding deadline (closeTime once the k-th bid closed it)
+        uint64 confirmDeadline;  // 0 while effectively Open
+        address winner;        // best bidder so far (0 without bids)
+        uint96 bestPrice;      // 0 without bids
         uint16 round;
         uint32 confirmWindow;
+        uint32 biddingWindow;  // as announced
+        uint16 quorum;         // distinct bidders that close the current round (k in round 0)
     }
-
-    // Hot auction word (one slot per service), bit layout:
-    //   [0..96)    bestPrice (type(uint96).max = no bid yet)
-    //   [96..128)  best: member index of the best bidder
-    //   [128..160) deadline (closeTime once closed by the k-th bid)
-    //   [160..192) confirmWindow
-    //   [192..208) k
-    //   [208..224) bidCount (distinct bidders this round)
-    //   [224..240) round
-    //   [240..248) state
-    uint256 private constant M96 = (1 << 96) - 1;
-    uint256 private constant M32 = (1 << 32) - 1;
-    uint256 private constant M16 = (1 << 16) - 1;
-    uint256 private constant SH_BEST = 96;
-    uint256 private constant SH_DEADLINE = 128;
-    uint256 private constant SH_CW = 160;
-    uint256 private constant SH_K = 192;
-    uint256 private constant SH_COUNT = 208;
-    uint256 private constant SH_ROUND = 224;
-    uint256 private constant SH_STATE = 240;
-
-    uint8 private constant S_NONE = 0;
-    uint8 private constant S_OPEN = 1;
-    uint8 private constant S_AWARDED = 2;
-    uint8 private constant S_DEPLOYED = 3;
-    uint8 private constant S_TERMINATED = 4;
-    uint8 private constant S_CANCELLED = 5;
 
     // ------------------------------------------------------------------ storage
 
@@ -196,6 +204,7 @@ contract Federation {
     event DeploymentConfirmed(
         bytes32 indexed id, address indexed consumer, address indexed provider, bytes sealedEndpoint
     );
+    /// @dev Emitted by reopen (consumer) and by decline (winner): a new round has started.
     event ServiceReopened(
         bytes32 indexed id,
         address indexed consumer,
@@ -416,183 +425,151 @@ contract Federation {
         if (biddingWindow == 0 || biddingWindow > MAX_WINDOW) revert InvalidWindow();
         if (confirmWindow == 0 || confirmWindow > MAX_WINDOW) revert InvalidWindow();
         if (requirements.length > MAX_REQUIREMENTS) revert RequirementsTooLong();
+        uint40 deadline = _deadline(biddingWindow);
         uint64 nonce = m.nonce;
         m.nonce = nonce + 1;
         id = keccak256(abi.encode(block.chainid, address(this), msg.sender, nonce));
-        uint256 deadline = block.timestamp + biddingWindow;
-        Service storage sv = _services[id];
-        sv.consumer = msg.sender;
-        sv.maxPrice = maxPrice;
-        sv.auction = M96 | (deadline << SH_DEADLINE) | (uint256(confirmWindow) << SH_CW)
-            | (uint256(k) << SH_K) | (uint256(S_OPEN) << SH_STATE);
-        emit ServiceAnnounced(id, msg.sender, maxPrice, k, uint64(deadline), requirements);
+        // A fresh id: (consumer, nonce) never repeats, so this slot was never written.
+        Service storage s = _services[id];
+        s.consumer = msg.sender;
+        s.maxPrice = maxPrice;
+        s.auction = Auction({
+            bestPrice: 0,
+            best: 0,
+            deadline: deadline,
+            confirmWindow: confirmWindow,
+            quorum: k,
+            bidCount: 0,
+            round: 0,
+            state: State.Open
+        });
+        s.biddingWindow = biddingWindow;
+        s.k = k;
+        emit ServiceAnnounced(id, msg.sender, maxPrice, k, deadline, requirements);
     }
 
-    /// @notice Bid `price` on service `id`. The k-th distinct bidder closes and awards the
-    ///         auction in the same transaction. A re-bid must be strictly lower than the
-    ///         provider's own live bid and replaces it.
-    /// @dev The hot path is hand-written assembly (gas budget: one bid <= 60k incl. a ~100-byte
-    ///      sealed endpoint). It touches exactly four slots: the sender's Member slot, the
-    ///      service's Head (read-only) and auction word (read+write), and the (service, provider)
-    ///      Bid slot. Error selectors below are checked by tests/contracts (every revert path).
+    /// @notice Bid `price` on service `id`. The distinct bidder that reaches the round's quorum
+    ///         (the k-th in round 0) closes and awards the auction in the same transaction. A
+    ///         re-bid must be strictly lower than the provider's own live bid and replaces it.
+    /// @dev Touches four slots: the sender's Member, the service's consumer/maxPrice slot
+    ///      (read-only) and auction word (read once, written once), and the (service, provider)
+    ///      Bid; the k-th bid also reads the winner's address unless the sender is the winner.
     function bid(bytes32 id, uint96 price, bytes calldata sealedEndpoint) external {
-        assembly ("memory-safe") {
-            function fail(sel) {
-                mstore(0, shl(224, sel))
-                revert(0, 4)
-            }
-            if gt(sealedEndpoint.length, MAX_SEALED) { fail(0xfad7e68e) } // PayloadTooLong()
-            // Member slot of the sender: index [0..32), active [32..40)
-            mstore(0, caller())
-            mstore(0x20, _members.slot)
-            let mword := sload(keccak256(0, 0x40))
-            if iszero(and(shr(32, mword), 0xff)) { fail(0x291fc442) } // NotMember()
-            // Auction word
-            mstore(0, id)
-            mstore(0x20, _services.slot)
-            let aslot := keccak256(0, 0x40) // slot 0: consumer | maxPrice
-            let a := sload(add(aslot, 1)) // slot 1: auction word
-            {
-                let st := shr(SH_STATE, a) // bits above the state byte are always 0
-                if iszero(eq(st, S_OPEN)) {
-                    if iszero(st) { fail(0x183f5325) } // UnknownService()
-                    mstore(0, shl(224, 0x5649f63b)) // WrongState(uint8,uint8)
-                    mstore(4, S_OPEN)
-                    mstore(0x24, st)
-                    revert(0, 0x44)
-                }
-            }
-            if iszero(lt(timestamp(), and(shr(SH_DEADLINE, a), M32))) { fail(0x8083ad03) } // BiddingClosed()
-            // consumer [0..160), maxPrice [160..256)
-            let consumer := sload(aslot)
-            aslot := add(aslot, 1)
-            if or(iszero(price), gt(price, shr(160, consumer))) { fail(0x37c8a83c) } // PriceOutOfRange()
-            consumer := and(consumer, 0xffffffffffffffffffffffffffffffffffffffff)
-            if eq(consumer, caller()) { fail(0x04738ffb) } // OwnService()
-            // Bid slot: _bids[id][caller]; price [0..96), round [96..112), excluded [112..120)
-            mstore(0x20, _bids.slot)
-            mstore(0x20, keccak256(0, 0x40))
-            mstore(0, caller())
-            let newBidder := 0
-            {
-                let bslot := keccak256(0, 0x40)
-                let b := sload(bslot)
-                let prev := and(b, M96)
-                let round := and(shr(SH_ROUND, a), M16)
-                switch and(iszero(iszero(prev)), eq(and(shr(96, b), M16), round))
-                case 1 {
-                    if iszero(lt(price, prev)) { fail(0xb20b2c20) } // BidNotLower()
-                }
-                default {
-                    // Reopened round: only earlier bidders that are not excluded.
-                    if and(iszero(iszero(round)), or(iszero(prev), and(shr(112, b), 0xff))) {
-                        fail(0xf8eb54de) // NotEligible()
-                    }
-                    newBidder := 1
-                    // bidCount += 1 (never overflows: the auction closes when it reaches k <= 65535)
-                    a := add(a, shl(SH_COUNT, 1))
-                }
-                // excluded stays false: excluded bidders never get here
-                sstore(bslot, or(price, shl(96, round)))
-            }
-            // strictly lower than the running best replaces it (ties stay with the earliest)
-            if lt(price, and(a, M96)) {
-                a := or(and(a, not(or(M96, shl(SH_BEST, M32)))), or(price, shl(SH_BEST, and(mword, M32))))
-            }
-            // emit BidPlaced(id, provider, consumer, price, sealedEndpoint)
-            let ptr := mload(0x40)
-            mstore(ptr, price)
-            mstore(add(ptr, 0x20), 0x40)
-            mstore(add(ptr, 0x40), sealedEndpoint.length)
-            calldatacopy(add(ptr, 0x60), sealedEndpoint.offset, sealedEndpoint.length)
-            mstore(add(add(ptr, 0x60), sealedEndpoint.length), 0) // zero the padding
-            log4(
-                ptr,
-                add(0x60, and(add(sealedEndpoint.length, 31), not(31))),
-                // keccak256("BidPlaced(bytes32,address,address,uint96,bytes)")
-                0xe2a3b37fd187f454862a4e7e562c5cdbaf5583a04ecc5b22bd3f45803af1d81e,
-                id, caller(), consumer
-            )
-            if and(newBidder, eq(and(shr(SH_COUNT, a), M16), and(shr(SH_K, a), M16))) {
-                // auto-close: Awarded now; closeTime = now, so confirm deadline = now + window
-                a := or(
-                    and(a, not(or(shl(SH_DEADLINE, M32), shl(SH_STATE, 0xff)))),
-                    or(shl(SH_DEADLINE, timestamp()), shl(SH_STATE, S_AWARDED))
-                )
-                let bestIdx := and(shr(SH_BEST, a), M32)
-                let winner := caller()
-                if iszero(eq(bestIdx, and(mword, M32))) {
-                    mstore(0, bestIdx)
-                    mstore(0x20, _memberAt.slot)
-                    winner := sload(keccak256(0, 0x40))
-                }
-                // emit ServiceAwarded(id, consumer, provider, price)
-                mstore(ptr, and(a, M96))
-                // keccak256("ServiceAwarded(bytes32,address,address,uint96)")
-                log4(
-                    ptr, 0x20,
-                    0xf8fb6857a3981a3e905ee0b2bda216597198c7461a4cffcf7f81b50eee56e2f0,
-                    id, consumer, winner
-                )
-            }
-            sstore(aslot, a)
+        if (sealedEndpoint.length > MAX_SEALED) revert PayloadTooLong();
+        Member storage m = _members[msg.sender];
+        if (!m.active) revert NotMember();
+        Service storage s = _services[id];
+        Auction memory a = s.auction;
+        if (a.state != State.Open) {
+            if (a.state == State.None) revert UnknownService();
+            revert WrongState(uint8(State.Open), uint8(a.state));
         }
+        // slither-disable-next-line timestamp
+        if (block.timestamp >= a.deadline) revert BiddingClosed(); // auction deadlines are the design
+        address consumer = s.consumer;
+        if (price == 0 || price > s.maxPrice) revert PriceOutOfRange();
+        if (consumer == msg.sender) revert OwnService();
+
+        Bid memory prev = _bids[id][msg.sender];
+        bool newBidder = prev.price == 0 || prev.round != a.round;
+        if (newBidder) {
+            // A new round admits only bidders of earlier rounds that were never excluded.
+            if (a.round != 0 && (prev.price == 0 || prev.excluded)) revert NotEligible();
+        } else if (price >= prev.price) {
+            revert BidNotLower();
+        }
+        // `excluded` is false here: an excluded bidder was stopped by NotEligible above.
+        _bids[id][msg.sender] = Bid({price: price, round: a.round, excluded: false});
+
+        uint32 index = m.index;
+        // The first bid of a round is the best; after that only a strictly lower one (ties
+        // stay with the earliest bid).
+        if (a.bidCount == 0 || price < a.bestPrice) {
+            a.bestPrice = price;
+            a.best = index;
+        }
+        // Cannot overflow: the round closes when bidCount reaches quorum <= type(uint16).max.
+        if (newBidder) a.bidCount += 1;
+        emit BidPlaced(id, msg.sender, consumer, price, sealedEndpoint);
+
+        if (newBidder && a.bidCount == a.quorum) {
+            // Auto-close: closeTime = now (< the old deadline), so the confirm deadline is
+            // now + confirmWindow.
+            a.state = State.Awarded;
+            a.deadline = _toTime(block.timestamp);
+            address winner = a.best == index ? msg.sender : _memberAt[a.best];
+            emit ServiceAwarded(id, consumer, winner, a.bestPrice);
+        }
+        s.auction = a;
     }
 
     /// @notice Consumer records the award of an auction whose bidding deadline passed with
     ///         at least one bid (optional: such an auction already counts as Awarded).
     function award(bytes32 id) external {
         (address consumer,) = _consumerOnly(id);
-        uint256 a = _services[id].auction;
-        uint8 st = uint8(a >> SH_STATE);
-        if (st != S_OPEN) revert WrongState(S_OPEN, st);
-        if (block.timestamp < (a >> SH_DEADLINE) & M32) revert DeadlineNotPassed();
-        if ((a >> SH_COUNT) & M16 == 0) revert NoBids();
-        _services[id].auction = (a & ~(uint256(0xff) << SH_STATE)) | (uint256(S_AWARDED) << SH_STATE);
-        emit ServiceAwarded(id, consumer, _memberAt[uint32(a >> SH_BEST)], uint96(a));
+        Auction storage a = _services[id].auction;
+        if (a.state != State.Open) revert WrongState(uint8(State.Open), uint8(a.state));
+        // slither-disable-next-line timestamp
+        if (block.timestamp < a.deadline) revert DeadlineNotPassed(); // auction deadlines are the design
+        if (a.bidCount == 0) revert NoBids();
+        a.state = State.Awarded;
+        emit ServiceAwarded(id, consumer, _memberAt[a.best], a.bestPrice);
     }
 
     /// @notice Consumer sends its own (sealed) endpoint to the winner; calldata/event only.
     function sendConsumerEndpoint(bytes32 id, bytes calldata sealedEndpoint) external {
         if (sealedEndpoint.length > MAX_SEALED) revert PayloadTooLong();
         (address consumer,) = _consumerOnly(id);
-        uint256 a = _services[id].auction;
-        uint8 st = _effective(a);
-        if (st != S_AWARDED) revert WrongState(S_AWARDED, st);
-        emit ConsumerEndpoint(id, consumer, _memberAt[uint32(a >> SH_BEST)], sealedEndpoint);
+        Auction memory a = _services[id].auction;
+        State st = _effective(a);
+        if (st != State.Awarded) revert WrongState(uint8(State.Awarded), uint8(st));
+        emit ConsumerEndpoint(id, consumer, _memberAt[a.best], sealedEndpoint);
     }
 
     /// @notice Winner confirms the deployment (before the confirm deadline) and is paid:
     ///         price credited to the winner, maxPrice - price back to the consumer.
     function confirmDeployment(bytes32 id, bytes calldata sealedEndpoint) external {
         if (sealedEndpoint.length > MAX_SEALED) revert PayloadTooLong();
-        uint256 a = _services[id].auction;
-        uint8 st = _effective(a);
-        if (st != S_AWARDED) {
-            if (st == S_NONE) revert UnknownService();
-            revert WrongState(S_AWARDED, st);
-        }
+        Service storage s = _services[id];
+        Auction memory a = s.auction;
+        _requireAwarded(a);
         Member storage m = _members[msg.sender];
         if (!m.active) revert NotMember();
-        if (m.index != uint32(a >> SH_BEST)) revert NotWinner();
-        if (block.timestamp > _confirmDeadline(a)) revert ConfirmWindowOver();
-        _services[id].auction = (a & ~(uint256(0xff) << SH_STATE)) | (uint256(S_DEPLOYED) << SH_STATE);
-        Service storage h = _services[id];
-        address consumer = h.consumer;
-        uint96 price = uint96(a);
-        uint96 refund = h.maxPrice - price;
+        if (m.index != a.best) revert NotWinner();
+        // slither-disable-next-line timestamp
+        if (block.timestamp > _confirmDeadline(a)) revert ConfirmWindowOver(); // by design
+        s.auction.state = State.Deployed;
+        address consumer = s.consumer;
+        uint96 price = a.bestPrice;
+        uint96 refund = s.maxPrice - price; // price <= maxPrice (bid guard)
         _credit(msg.sender, price);
         if (refund != 0) _credit(consumer, refund);
         emit DeploymentConfirmed(id, consumer, msg.sender, sealedEndpoint);
     }
 
-    /// @notice Consumer cancels before award; the escrow is credited back.
+    /// @notice The winner declines an award it cannot deploy (before confirming; also after
+    ///         its confirm deadline). Its bid is excluded and a new round starts at once, for the
+    ///         announced bidding window, exactly as `reopen` does.
+    function decline(bytes32 id) external {
+        Service storage s = _services[id];
+        Auction memory a = s.auction;
+        _requireAwarded(a);
+        // A non-member has index 0, and an awarded auction has a best bidder (index >= 1).
+        // A winner that left the federation may still decline.
+        if (_members[msg.sender].index != a.best) revert NotWinner();
+        _newRound(id, s, a, s.biddingWindow);
+    }
+
+    /// @notice Consumer cancels: before the award, or after an award whose winner let the
+    ///         confirm deadline pass. The escrow is credited back to the consumer.
     function cancel(bytes32 id) external {
         (address consumer, uint96 maxPrice) = _consumerOnly(id);
-        uint256 a = _services[id].auction;
-        uint8 st = _effective(a);
-        if (st != S_OPEN) revert WrongState(S_OPEN, st);
-        _services[id].auction = (a & ~(uint256(0xff) << SH_STATE)) | (uint256(S_CANCELLED) << SH_STATE);
+        Auction storage a = _services[id].auction;
+        State st = _effective(a);
+        // slither-disable-next-line timestamp
+        bool failedWinner = st == State.Awarded && block.timestamp > _confirmDeadline(a); // by design
+        if (st != State.Open && !failedWinner) revert WrongState(uint8(State.Open), uint8(st));
+        a.state = State.Cancelled;
         _credit(consumer, maxPrice);
         emit ServiceCancelled(id, consumer);
     }
@@ -600,33 +577,26 @@ contract Federation {
     /// @notice Consumer reopens an awarded auction whose winner did not confirm in time.
     ///         The failed winner is excluded; earlier bidders may bid again for `biddingWindow`.
     function reopen(bytes32 id, uint32 biddingWindow) external {
-        (address consumer,) = _consumerOnly(id);
+        _consumerOnly(id);
         if (biddingWindow == 0 || biddingWindow > MAX_WINDOW) revert InvalidWindow();
-        uint256 a = _services[id].auction;
-        uint8 st = _effective(a);
-        if (st != S_AWARDED) revert WrongState(S_AWARDED, st);
-        if (block.timestamp <= _confirmDeadline(a)) revert DeadlineNotPassed();
-        uint256 round = (a >> SH_ROUND) & M16;
-        if (round == M16) revert TooManyRounds();
-        address loser = _memberAt[uint32(a >> SH_BEST)];
-        _bids[id][loser].excluded = true;
-        uint256 deadline = block.timestamp + biddingWindow;
-        // keep confirmWindow and k; reset best, count; round+1; Open
-        _services[id].auction = M96 | (deadline << SH_DEADLINE) | (a & ((M32 << SH_CW) | (M16 << SH_K)))
-            | ((round + 1) << SH_ROUND) | (uint256(S_OPEN) << SH_STATE);
-        emit ServiceReopened(id, consumer, loser, uint16(round + 1), uint64(deadline));
+        Service storage s = _services[id];
+        Auction memory a = s.auction;
+        State st = _effective(a);
+        if (st != State.Awarded) revert WrongState(uint8(State.Awarded), uint8(st));
+        // slither-disable-next-line timestamp
+        if (block.timestamp <= _confirmDeadline(a)) revert DeadlineNotPassed(); // by design
+        _newRound(id, s, a, biddingWindow);
     }
 
     /// @notice Consumer or winner ends a deployed federation.
     function terminate(bytes32 id) external {
-        uint256 a = _services[id].auction;
-        uint8 st = uint8(a >> SH_STATE);
-        if (st == S_NONE) revert UnknownService();
-        if (st != S_DEPLOYED) revert WrongState(S_DEPLOYED, st);
-        if (msg.sender != _services[id].consumer && msg.sender != _memberAt[uint32(a >> SH_BEST)]) {
-            revert NotParty();
-        }
-        _services[id].auction = (a & ~(uint256(0xff) << SH_STATE)) | (uint256(S_TERMINATED) << SH_STATE);
+        Service storage s = _services[id];
+        Auction storage a = s.auction;
+        State st = a.state;
+        if (st == State.None) revert UnknownService();
+        if (st != State.Deployed) revert WrongState(uint8(State.Deployed), uint8(st));
+        if (msg.sender != s.consumer && msg.sender != _memberAt[a.best]) revert NotParty();
+        a.state = State.Terminated;
         emit ServiceTerminated(id, msg.sender);
     }
 
@@ -639,7 +609,8 @@ contract Federation {
         uint256 amount = c - 1;
         _credits[msg.sender] = 1;
         emit Withdrawn(msg.sender, amount);
-        (bool ok,) = msg.sender.call{value: amount}("");
+        // slither-disable-next-line low-level-calls
+        (bool ok,) = msg.sender.call{value: amount}(""); // pull payment: forward all gas, check
         if (!ok) revert TransferFailed();
         _locked = false;
     }
@@ -648,27 +619,28 @@ contract Federation {
 
     /// @notice Effective state: an Open auction past its deadline with >= 1 bid is Awarded.
     function stateOf(bytes32 id) external view returns (State) {
-        return State(_effective(_services[id].auction));
+        return _effective(_services[id].auction);
     }
 
     function serviceOf(bytes32 id) external view returns (ServiceView memory v) {
-        uint256 a = _services[id].auction;
-        Service storage h = _services[id];
-        uint8 st = _effective(a);
-        uint16 count = uint16(a >> SH_COUNT);
-        v.consumer = h.consumer;
-        v.maxPrice = h.maxPrice;
-        v.k = uint16(a >> SH_K);
-        v.bidCount = count;
-        v.state = State(st);
-        v.deadline = uint64((a >> SH_DEADLINE) & M32);
-        v.round = uint16(a >> SH_ROUND);
-        v.confirmWindow = uint32(a >> SH_CW);
-        if (count != 0) {
-            v.winner = _memberAt[uint32(a >> SH_BEST)];
-            v.bestPrice = uint96(a);
+        Service storage s = _services[id];
+        Auction memory a = s.auction;
+        State st = _effective(a);
+        v.consumer = s.consumer;
+        v.maxPrice = s.maxPrice;
+        v.k = s.k;
+        v.bidCount = a.bidCount;
+        v.state = st;
+        v.deadline = a.deadline;
+        v.round = a.round;
+        v.confirmWindow = a.confirmWindow;
+        v.biddingWindow = s.biddingWindow;
+        v.quorum = a.quorum;
+        if (a.bidCount != 0) {
+            v.winner = _memberAt[a.best];
+            v.bestPrice = a.bestPrice;
         }
-        if (st >= S_AWARDED) v.confirmDeadline = uint64(_confirmDeadline(a));
+        if (st >= State.Awarded) v.confirmDeadline = _confirmDeadline(a);
     }
 
     /// @return price last price bid by `provider` (0 = never), round of that bid,
@@ -682,28 +654,77 @@ contract Federation {
         price = b.price;
         round = b.round;
         excluded = b.excluded;
-        live = price != 0 && round == uint16(_services[id].auction >> SH_ROUND);
+        live = price != 0 && round == _services[id].auction.round;
     }
 
     // ------------------------------------------------------------------ internals
 
     function _consumerOnly(bytes32 id) private view returns (address consumer, uint96 maxPrice) {
-        Service storage h = _services[id];
-        consumer = h.consumer;
-        maxPrice = h.maxPrice;
+        Service storage s = _services[id];
+        consumer = s.consumer;
+        maxPrice = s.maxPrice;
         if (consumer == address(0)) revert UnknownService();
         if (consumer != msg.sender) revert NotConsumer();
     }
 
-    function _effective(uint256 a) private view returns (uint8 st) {
-        st = uint8(a >> SH_STATE);
-        if (
-            st == S_OPEN && block.timestamp >= (a >> SH_DEADLINE) & M32
-                && (a >> SH_COUNT) & M16 != 0
-        ) st = S_AWARDED;
+    /// @dev Reverts unless the effective state is Awarded (UnknownService for no service).
+    function _requireAwarded(Auction memory a) private view {
+        State st = _effective(a);
+        if (st != State.Awarded) {
+            if (st == State.None) revert UnknownService();
+            revert WrongState(uint8(State.Awarded), uint8(st));
+        }
     }
 
-    function _confirmDeadline(uint256 a) private pure returns (uint256) {
-        return ((a >> SH_DEADLINE) & M32) + ((a >> SH_CW) & M32);
+    /// @dev Excludes the current winner and starts round + 1 (Open, no bids) that lasts
+    ///      `biddingWindow` seconds from now. Shared by reopen and decline.
+    ///      Its quorum is the number of bidders still eligible: the bidders of earlier rounds
+    ///      (all of them bid in round 0, whose distinct bidders are its bidCount) that were never
+    ///      excluded. In round 0 they are bidCount, in a later round its quorum; one less once
+    ///      the winner, one of them, is excluded. (>= 1 each: an awarded round has a bid.)
+    function _newRound(bytes32 id, Service storage s, Auction memory a, uint32 biddingWindow)
+        private
+    {
+        if (a.round == MAX_ROUND) revert TooManyRounds();
+        uint16 round = a.round + 1;
+        uint16 quorum = (a.round == 0 ? a.bidCount : a.quorum) - 1;
+        uint40 deadline = _deadline(biddingWindow);
+        address excluded = _memberAt[a.best];
+        _bids[id][excluded].excluded = true;
+        s.auction = Auction({
+            bestPrice: 0,
+            best: 0,
+            deadline: deadline,
+            confirmWindow: a.confirmWindow,
+            quorum: quorum,
+            bidCount: 0,
+            round: round,
+            state: State.Open
+        });
+        emit ServiceReopened(id, s.consumer, excluded, round, deadline);
+    }
+
+    function _effective(Auction memory a) private view returns (State) {
+        // slither-disable-next-line timestamp
+        if (a.state == State.Open && block.timestamp >= a.deadline && a.bidCount != 0) { // by design
+            return State.Awarded;
+        }
+        return a.state;
+    }
+
+    /// @dev closeTime + confirmWindow; < 2^41, so it never overflows uint64.
+    function _confirmDeadline(Auction memory a) private pure returns (uint64) {
+        return uint64(a.deadline) + a.confirmWindow;
+    }
+
+    /// @dev now + window as a deadline; reverts rather than wrap.
+    function _deadline(uint32 window) private view returns (uint40) {
+        return _toTime(block.timestamp + window);
+    }
+
+    /// @dev Checked narrowing of a timestamp to the stored width.
+    function _toTime(uint256 t) private pure returns (uint40) {
+        if (t > type(uint40).max) revert InvalidWindow();
+        return uint40(t);
     }
 }

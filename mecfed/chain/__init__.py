@@ -1,15 +1,34 @@
-"""Ethereum client layer: anvil launcher, key files, transactions with a
-nonce manager and decoded reverts, reconnecting log subscriptions, ECIES."""
+"""Ethereum client layer on web3.py: one multiplexed WebSocket per client,
+local signing with a concurrent nonce manager, decoded reverts, log streams
+that replay across reconnects, the typed Federation contract facade, key
+files, ECIES sealing and an anvil launcher."""
 
-from mecfed.chain.client import ChainClient, Receipt, address_topic, event_topic, uint_topic
-from mecfed.chain.revert import ContractRevert, ErrorDecoder
+from mecfed.chain.client import ChainClient, Event, Head, Receipt
+from mecfed.chain.federation import (
+    Announced,
+    FederationContract,
+    Member,
+    MembershipPolicy,
+    ServiceState,
+    ServiceView,
+    auction_closed,
+)
+from mecfed.chain.revert import ContractRevert
+from mecfed.chain.subscriptions import HeadStream, LogStream
 
 __all__ = [
+    "Announced",
     "ChainClient",
     "ContractRevert",
-    "ErrorDecoder",
+    "Event",
+    "FederationContract",
+    "Head",
+    "HeadStream",
+    "LogStream",
+    "Member",
+    "MembershipPolicy",
     "Receipt",
-    "address_topic",
-    "event_topic",
-    "uint_topic",
+    "ServiceState",
+    "ServiceView",
+    "auction_closed",
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import logging
 import os
 import signal
@@ -22,8 +21,9 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from websockets.asyncio.client import connect as ws_connect
+from hexbytes import HexBytes
 
+from mecfed.chain.provider import MultiplexProvider
 from mecfed.errors import FailedPrecondition, Unavailable
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Anvil:
     @property
     def dev_keys(self) -> list[str]:
         """Private keys (0x-hex) of the dev accounts."""
-        return [a.key.to_0x_hex() for a in self.dev_accounts]
+        return [HexBytes(a.key).to_0x_hex() for a in self.dev_accounts]
 
     @property
     def pid(self) -> int | None:
@@ -178,21 +178,22 @@ class Anvil:
         assert self._proc is not None
         deadline = time.monotonic() + self.startup_timeout
         delay = 0.02
-        request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
+        last: BaseException | None = None
         while True:
             if self._proc.returncode is not None:
                 raise Unavailable(f"anvil exited with {self._proc.returncode}")
+            provider = MultiplexProvider(self.ws_url, request_timeout=2.0)
             try:
                 async with asyncio.timeout(2.0):
-                    async with ws_connect(self.ws_url) as ws:
-                        await ws.send(request)
-                        reply = json.loads(await ws.recv())
+                    await provider.connect()
+                    reply = await provider.make_request("eth_chainId", [])  # type: ignore[arg-type]
                 if int(reply["result"], 16) == self.chain_id:
                     return
-            except (OSError, TimeoutError, KeyError, ValueError) as exc:
+            except Exception as exc:  # refused while binding, handshake errors, timeouts
                 last = exc
-            except Exception as exc:  # websockets handshake errors while binding
-                last = exc
+            finally:
+                with contextlib.suppress(Exception):
+                    await provider.disconnect()
             if time.monotonic() > deadline:
                 raise Unavailable(f"anvil not answering at {self.ws_url}: {last!r}")
             await asyncio.sleep(delay)

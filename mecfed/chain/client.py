@@ -1,140 +1,260 @@
-"""Async Ethereum client for the MEF: local signing, a concurrency-safe
-nonce manager, fast revert reporting, and reconnecting log subscriptions.
+"""The MEF's Ethereum client, on web3.py.
 
-Transactions are signed here and sent with ``eth_sendRawTransaction`` so the
-node (Besu in production) never needs to hold keys.
+One :class:`ChainClient` is one account on one node over ONE persistent
+WebSocket (web3's ``AsyncWeb3`` + a :class:`~mecfed.chain.provider.MultiplexProvider`)
+that carries every request and every subscription. Contract calls, gas
+estimates, transaction building, log and receipt decoding are web3's; on top
+of it sit the parts stock web3 lacks:
+
+* local signing (``eth_account``) and ``eth_sendRawTransaction``: Besu nodes
+  hold no keys;
+* a nonce manager for many concurrent senders on one account (:meth:`_submit`);
+* fast reverts: a transaction that would revert raises its decoded custom
+  error at gas estimation, and a mined failure is explained by re-running
+  the call at its block;
+* receipts awaited on new heads (with a bounded re-check), a transaction the
+  node dropped is sent again;
+* a supervisor that reconnects with backoff and re-subscribes every stream,
+  which then replays what it missed (:mod:`mecfed.chain.subscriptions`).
+
+Only standard JSON-RPC methods (those Besu documents) are used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
-import time
-from collections.abc import Sequence
+import statistics
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress, HexStr
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
+from web3 import AsyncWeb3
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    ContractLogicError,
+    TimeExhausted,
+    TransactionIndexingInProgress,
+    TransactionNotFound,
+    Web3Exception,
+    Web3RPCError,
+    Web3ValidationError,
+)
+from web3.types import RPCEndpoint
 
-from mecfed.chain.abi import Contract, ContractFunction, EventDecoder, constructor_data
-from mecfed.chain.revert import ContractRevert, ErrorDecoder, StatusFor, is_revert_error
+from mecfed.chain.events import (
+    Abi,
+    Event,
+    EventDecoder,
+    Head,
+    TopicFilter,
+    address_topic,
+    log_filter,
+)
+from mecfed.chain.provider import TRANSPORT_ERRORS, MultiplexProvider
+from mecfed.chain.revert import ContractRevert, ErrorDecoder, StatusFor, revert_class_for
 from mecfed.chain.revert import revert_data_of as _revert_data_of
-from mecfed.chain.rpc import RpcConnection, RpcError, to_hex, to_int
-from mecfed.chain.subscriptions import HeadStream, LogStream, TopicFilter
-from mecfed.errors import DeadlineExceeded, FailedPrecondition, Unavailable
+from mecfed.chain.subscriptions import (
+    GETLOGS_CHUNK,
+    Backoff,
+    ConnectionLost,
+    HeadsSub,
+    HeadStream,
+    LogStream,
+)
+from mecfed.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    MecfedError,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
-# Receipts are re-checked on every new head; this bounds the wait if a head
-# notification is lost (e.g. while the head stream reconnects).
+T = TypeVar("T")
+
+# Receipts are re-checked on every new head; this bounds the wait when no
+# head comes (a lost notification, a reconnect, a node that mines on demand).
 RECEIPT_RECHECK_S = 1.0
-# Revert context kept for transactions sent with send() and not yet waited for.
-MAX_PENDING = 10_000
+CLOSE_TIMEOUT_S = 5.0
+UNSUBSCRIBE_TIMEOUT_S = 2.0
+
+__all__ = ["ChainClient", "Event", "Head", "Receipt", "address_topic"]
 
 
 @dataclass(frozen=True)
 class Receipt:
-    """The parts of a transaction receipt the MEF uses (``raw`` has all)."""
+    """A mined, successful transaction and the events it emitted (decoded
+    with the ABI of the contract called)."""
 
     tx_hash: str
     block_number: int
-    status: int
     gas_used: int
-    contract_address: str | None
-    logs: list[dict[str, Any]]
-    raw: dict[str, Any]
+    status: int
+    events: tuple[Event, ...]
+
+    def event(self, name: str) -> Event:
+        """The first event called ``name``; FailedPrecondition if none."""
+        for event in self.events:
+            if event.name == name:
+                return event
+        raise FailedPrecondition(f"transaction {self.tx_hash} emitted no {name}")
 
 
-@dataclass
+class _Pulse:
+    """An event that fires and re-arms: waiters take :meth:`current` before
+    checking their condition, then wait on it."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def current(self) -> asyncio.Event:
+        return self._event
+
+    def fire(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+
+@dataclass(frozen=True)
+class _Codec:
+    errors: ErrorDecoder
+    events: EventDecoder | None
+
+
+@dataclass(frozen=True)
 class _Pending:
-    """What is needed to explain a revert after the fact."""
+    """A sent transaction: what is needed to resend or explain it."""
 
-    call: dict[str, Any]
+    tx_hash: str
+    raw: bytes  # the signed transaction, resent as is if the node drops it
+    call: dict[str, Any]  # from/to/data/value, to re-run it at its block
     gas: int
-    decoder: ErrorDecoder
+    codec: _Codec
+    address: str | None  # whose logs to decode (None: the contract it creates)
     context: str
 
 
 class ChainClient:
     """One account on one node. Create with :meth:`connect`, end with :meth:`close`.
 
-    ``status_for`` maps custom error names to domain error classes; the
-    raised exception is then both that class and :class:`ContractRevert`.
+    ``status_for`` maps custom error names to domain error classes; a revert
+    raised here is then both that class and :class:`ContractRevert`.
     """
+
+    gas_margin = 1.25
 
     def __init__(
         self,
-        conn: RpcConnection,
+        w3: AsyncWeb3[Any],
         account: LocalAccount,
         chain_id: int,
         *,
         status_for: StatusFor | None = None,
-        gas_margin: float = 1.25,
+        request_timeout: float = 30.0,
         receipt_timeout: float = 60.0,
-        extra_error_abis: Sequence[Sequence[dict[str, Any]]] = (),
     ) -> None:
-        self._conn = conn
+        self.w3 = w3
+        self._provider = cast(MultiplexProvider, w3.provider)
+        self.url = str(self._provider.endpoint_uri)
         self.account = account
-        self.address = account.address
+        self.address: ChecksumAddress = account.address
         self.chain_id = chain_id
         self.status_for = status_for
-        self.gas_margin = gas_margin
+        self.request_timeout = request_timeout
         self.receipt_timeout = receipt_timeout
-        self._extra_error_abis = list(extra_error_abis)
+        self.reconnects = 0
         self._nonce: int | None = None
         self._nonce_lock = asyncio.Lock()
-        self._pending: dict[str, _Pending] = {}
-        self._streams: set[LogStream | HeadStream] = set()
-        self._heads_seen = 0
-        self._head_cond = asyncio.Condition()
-        self._head_task: asyncio.Task[None] | None = None
+        self._generation = 0  # +1 per connection
+        self._connected = asyncio.Event()  # set while subscribed to heads
+        self._state = _Pulse()  # fires on connect, disconnect and close
+        self._heads = _Pulse()  # fires on every head
+        self._latest: Mapping[str, Any] | None = None  # latest head (a block)
+        self._tip_supported = True
+        self._stop = asyncio.Event()
+        self._closing = False
+        self._streams: set[LogStream] = set()
+        self._head_streams: set[HeadStream] = set()
+        self._codecs: OrderedDict[int, tuple[Abi, _Codec]] = OrderedDict()
+        self._supervisor: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
         cls,
-        ws_url: str,
+        url: str,
         account: LocalAccount,
         *,
         status_for: StatusFor | None = None,
-        gas_margin: float = 1.25,
-        receipt_timeout: float = 60.0,
         request_timeout: float = 30.0,
+        receipt_timeout: float = 60.0,
         connect_attempts: int = 5,
-        extra_error_abis: Sequence[Sequence[dict[str, Any]]] = (),
     ) -> ChainClient:
-        conn = RpcConnection(ws_url, request_timeout=request_timeout)
-        await conn.connect(attempts=connect_attempts)
         try:
-            chain_id = to_int(await conn.request("eth_chainId", []))
-        except BaseException:
-            await conn.close()
+            provider = MultiplexProvider(url, request_timeout=request_timeout)
+        except Web3ValidationError as exc:
+            raise InvalidArgument(f"chain node URL {url!r}: {exc}") from None
+        w3 = AsyncWeb3(provider)
+        # No default middleware: it would ask for the chain id before every
+        # call, and its block validation rejects PoA (QBFT/Clique) extraData.
+        w3.middleware_onion.clear()
+        backoff = Backoff()
+        for attempt in itertools.count(1):
+            try:
+                await provider.connect()
+                break
+            except TRANSPORT_ERRORS as exc:
+                if attempt >= connect_attempts:
+                    raise Unavailable(f"cannot connect to {url}: {exc}") from exc
+                await backoff.wait()
+        client: ChainClient | None = None
+        try:
+            chain_id = await w3.eth.chain_id
+            client = cls(
+                w3,
+                account,
+                chain_id,
+                status_for=status_for,
+                request_timeout=request_timeout,
+                receipt_timeout=receipt_timeout,
+            )
+            client._supervisor = asyncio.create_task(client._supervise(), name=f"chain {url}")
+            await client._wait_connected(request_timeout)
+            return client
+        except BaseException as exc:
+            if client is not None:
+                await client.close()
+            else:
+                with contextlib.suppress(Exception):
+                    await provider.disconnect()
+            if isinstance(exc, (*TRANSPORT_ERRORS, TimeExhausted)):
+                raise Unavailable(f"{url} does not answer: {exc!r}") from exc
             raise
-        client = cls(
-            conn,
-            account,
-            chain_id,
-            status_for=status_for,
-            gas_margin=gas_margin,
-            receipt_timeout=receipt_timeout,
-            extra_error_abis=extra_error_abis,
-        )
-        client._head_task = asyncio.create_task(client._watch_heads(), name="chain-heads")
-        return client
 
     async def close(self) -> None:
-        if self._head_task is not None:
-            self._head_task.cancel()
-            try:
-                await self._head_task
-            except asyncio.CancelledError:
-                pass
-            self._head_task = None
-        for stream in list(self._streams):
-            await stream.close()
-        self._streams.clear()
-        await self._conn.close()
+        """Ends every stream and the connection (bounded)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._stop.set()
+        self._state.fire()
+        closing: list[Awaitable[None]] = [s.close() for s in self._streams]
+        closing += [s.close() for s in self._head_streams]
+        await asyncio.gather(*closing, return_exceptions=True)
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.wait({self._supervisor}, timeout=CLOSE_TIMEOUT_S)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._provider.disconnect(), CLOSE_TIMEOUT_S)
+        self._connected.clear()
 
     async def __aenter__(self) -> ChainClient:
         return self
@@ -142,144 +262,238 @@ class ChainClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    @property
-    def ws_url(self) -> str:
-        return self._conn.ws_url
+    def contract(self, address: str, abi: Abi) -> Any:
+        """A web3 contract object (struct outputs as named tuples)."""
+        return self.w3.eth.contract(
+            address=to_checksum_address(address), abi=list(abi), decode_tuples=True
+        )
 
-    def contract(self, address: str, abi: Sequence[dict[str, Any]]) -> Contract:
-        return Contract(address, abi)
+    # -- reads ----------------------------------------------------------------
 
-    async def request(self, method: str, params: list[Any]) -> Any:
-        """A raw JSON-RPC request (idempotent methods only: it may be retried)."""
-        return await self._conn.request(method, params)
-
-    async def block_number(self) -> int:
-        return to_int(await self._conn.request("eth_blockNumber", []))
+    async def call(self, fn: Any, *, block: int | str = "latest") -> Any:
+        """A read-only call of web3 contract function ``fn``; reverts raise
+        decoded :class:`ContractRevert`."""
+        context = f"{fn.fn_name}()"
+        try:
+            return await self._request(
+                lambda: fn.call({"from": self.address}, block_identifier=block), context
+            )
+        except ContractLogicError as exc:
+            raise self._revert(exc, self._codec(fn.contract_abi), context) from exc
+        except BadFunctionCallOutput as exc:
+            raise FailedPrecondition(f"{context}: no contract answers at {fn.address}") from exc
+        except Web3RPCError as exc:
+            raise FailedPrecondition(f"{context}: node refused: {exc}") from exc
 
     async def balance(self, address: str | None = None) -> int:
         who = to_checksum_address(address or self.address)
-        return to_int(await self._conn.request("eth_getBalance", [who, "latest"]))
+        return int(await self._request(lambda: self.w3.eth.get_balance(who), "eth_getBalance"))
 
-    # -- transactions -------------------------------------------------------
+    async def head(self) -> Head:
+        """The latest block."""
+        return await self.block("latest")
+
+    async def block(self, number: int | str) -> Head:
+        """Block ``number`` (or a tag such as ``"latest"``); e.g. for the
+        timestamp of an event's block."""
+        try:
+            block = await self._request(
+                lambda: self.w3.eth.get_block(cast(Any, number)), "eth_getBlockByNumber"
+            )
+        except Web3RPCError as exc:  # BlockNotFound
+            raise FailedPrecondition(f"no block {number}: {exc}") from exc
+        return Head.of(block)
+
+    async def block_period(self, samples: int = 6) -> float:
+        """Median interval of the last ``samples`` blocks in seconds, at least
+        1 (timestamps are whole seconds); 1 without history."""
+        latest = await self.head()
+        first = max(0, latest.number - samples)
+        earlier = await asyncio.gather(*(self.block(n) for n in range(first, latest.number)))
+        stamps = [h.timestamp for h in (*earlier, latest)]
+        intervals = [b - a for a, b in itertools.pairwise(stamps)]
+        return max(1.0, float(statistics.median(intervals))) if intervals else 1.0
+
+    async def get_logs(
+        self,
+        address: str | Sequence[str] | None,
+        topics: TopicFilter | None,
+        from_block: int,
+        to_block: int | str,
+        abi: Abi,
+    ) -> list[Event]:
+        """Past logs (``eth_getLogs``, in chunks), decoded with ``abi``."""
+        end = to_block if isinstance(to_block, int) else (await self.block(to_block)).number
+        query = log_filter(address, topics)
+        decoder = self._codec(abi).events
+        assert decoder is not None
+        events: list[Event] = []
+        for start in range(from_block, end + 1, GETLOGS_CHUNK):
+            for raw in await self._get_raw_logs(query, start, min(end, start + GETLOGS_CHUNK - 1)):
+                event = decoder(raw)
+                if event is not None:
+                    events.append(event)
+        return events
+
+    # -- streams --------------------------------------------------------------
+
+    def heads(self) -> HeadStream:
+        """New heads from now on (one shared ``newHeads`` subscription)."""
+        if self._closing:
+            raise Unavailable("chain client closed")
+        stream = HeadStream(self)
+        self._head_streams.add(stream)
+        return stream
+
+    def logs(
+        self,
+        address: str | Sequence[str] | None,
+        topics: TopicFilter | None,
+        from_block: int | None,
+        abi: Abi,
+    ) -> LogStream:
+        """Logs of ``address`` matching ``topics`` (filtered on the node;
+        ``None`` entries are wildcards) from ``from_block`` (``None``: from
+        the next block), decoded with ``abi``. Subscribes at once; survives
+        reconnects without loss or duplicates."""
+        if self._closing:
+            raise Unavailable("chain client closed")
+        decoder = self._codec(abi).events
+        assert decoder is not None
+        stream = LogStream(self, log_filter(address, topics), from_block, decoder)
+        self._streams.add(stream)
+        return stream
+
+    # -- transactions ---------------------------------------------------------
 
     async def transact(
         self,
-        fn: ContractFunction,
+        fn: Any,
         value: int = 0,
         *,
         gas: int | None = None,
         timeout: float | None = None,
     ) -> Receipt:
-        """Sends ``fn`` and waits for its receipt; a revert raises at once."""
-        return await self.wait(await self.send(fn, value, gas=gas), timeout=timeout)
+        """Sends web3 contract function call ``fn`` and waits for its receipt.
 
-    async def send(self, fn: ContractFunction, value: int = 0, *, gas: int | None = None) -> str:
-        """Signs and sends ``fn`` without waiting; returns the tx hash.
-
-        A call that would revert (gas estimation fails) raises
-        :class:`ContractRevert` here, before anything is sent. An explicit
-        ``gas`` limit skips estimation.
+        A call that would revert raises its decoded :class:`ContractRevert`
+        at gas estimation, before anything is sent; an explicit ``gas`` limit
+        skips estimation (a mined revert is then explained after the fact).
         """
-        decoder = self._decoder_for(fn.contract_abi)
-        call = {
-            "from": self.address,
-            "to": to_checksum_address(fn.address),
-            "data": fn.calldata(),
-            "value": hex(value),
-        }
-        return await self._send_call(call, decoder, context=f"{fn.fn_name}()", gas=gas)
+        codec = self._codec(fn.contract_abi)
+        context = f"{fn.fn_name}()"
+        call: dict[str, Any] = {"from": self.address, "value": value}
+        if gas is None:
+            gas = await self._estimate(lambda: fn.estimate_gas(call), codec, context)
+        fees = await self._fees()
+        tx = await fn.build_transaction({**call, "gas": gas, "chainId": self.chain_id, **fees})
+        pending = await self._send(dict(tx), codec, fn.address, context)
+        receipt, _ = await self._wait(pending, timeout)
+        return receipt
+
+    async def deploy(self, abi: Abi, bytecode: str, *args: Any) -> tuple[str, Receipt]:
+        """Deploys a contract; returns its address and the receipt."""
+        codec = self._codec(abi)
+        constructor = self.w3.eth.contract(abi=list(abi), bytecode=bytecode).constructor(*args)
+        call = {"from": self.address}
+        gas = await self._estimate(lambda: constructor.estimate_gas(call), codec, "deploy")
+        fees = await self._fees()
+        tx = await constructor.build_transaction(
+            {**call, "gas": gas, "chainId": self.chain_id, **fees}
+        )
+        receipt, raw = await self._wait(await self._send(dict(tx), codec, None, "deploy"))
+        address = raw.get("contractAddress")
+        if not address:
+            raise FailedPrecondition("deployment receipt has no contract address")
+        return to_checksum_address(address), receipt
 
     async def transfer(self, to: str, wei: int) -> Receipt:
-        """Plain value transfer (funding accounts)."""
-        call = {"from": self.address, "to": to_checksum_address(to), "value": hex(wei)}
-        return await self.wait(await self._send_call(call, ErrorDecoder(), context="transfer"))
+        """A plain value transfer (funding accounts)."""
+        codec = _Codec(ErrorDecoder(), None)
+        call: dict[str, Any] = {"from": self.address, "to": to_checksum_address(to), "value": wei}
+        gas = await self._estimate(
+            lambda: self.w3.eth.estimate_gas(cast(Any, call)), codec, "transfer"
+        )
+        tx = {**call, "gas": gas, "chainId": self.chain_id, "data": b"", **await self._fees()}
+        receipt, _ = await self._wait(await self._send(tx, codec, None, "transfer"))
+        return receipt
 
-    async def deploy(
-        self, abi: Sequence[dict[str, Any]], bytecode: str, *args: Any
-    ) -> tuple[Contract, Receipt]:
-        """Deploys a contract; returns it and the receipt."""
-        data = constructor_data(abi, bytecode, *args)
-        call = {"from": self.address, "data": data, "value": "0x0"}
-        decoder = self._decoder_for(abi)
-        receipt = await self.wait(await self._send_call(call, decoder, context="deploy"))
-        if not receipt.contract_address:
-            raise FailedPrecondition("deployment receipt has no contract address")
-        return self.contract(receipt.contract_address, abi), receipt
-
-    async def call(
-        self, fn: ContractFunction, *, block: int | str = "latest", value: int = 0
-    ) -> Any:
-        """A read-only call whose reverts raise decoded :class:`ContractRevert`."""
-        decoder = self._decoder_for(fn.contract_abi)
-        call = {
-            "from": self.address,
-            "to": to_checksum_address(fn.address),
-            "data": fn.calldata(),
-            "value": hex(value),
-        }
+    async def _estimate(
+        self, estimate: Callable[[], Awaitable[int]], codec: _Codec, context: str
+    ) -> int:
         try:
-            result = await self._conn.request("eth_call", [call, _block_id(block)])
-        except RpcError as exc:
-            raise self._revert_from(exc, decoder, f"{fn.fn_name}()") from exc
-        return fn.decode_output(HexBytes(result))
+            gas = await self._request(estimate, f"eth_estimateGas {context}")
+        except ContractLogicError as exc:
+            raise self._revert(exc, codec, context) from exc
+        except Web3RPCError as exc:  # e.g. insufficient funds for the value
+            raise FailedPrecondition(f"{context}: node refused: {exc}") from exc
+        return int(gas * self.gas_margin) + 10_000
 
-    async def _send_call(
-        self, call: dict[str, Any], decoder: ErrorDecoder, context: str, gas: int | None = None
-    ) -> str:
-        # Gas and fees are computed outside the nonce lock so concurrent
-        # senders only serialise on nonce assignment + submission.
-        if gas is None:
-            gas = await self._estimate_gas(call, decoder, context)
-        fees = await self._fees()
-        tx: dict[str, Any] = {
-            "chainId": self.chain_id,
-            "gas": gas,
-            "value": to_int(call.get("value", "0x0")),
-            "data": call.get("data", b""),
-            **fees,
-        }
-        if call.get("to"):
-            tx["to"] = call["to"]
-        tx_hash = await self._submit(tx)
-        if len(self._pending) >= MAX_PENDING:  # sent but never waited for
-            self._pending.pop(next(iter(self._pending)))
-        self._pending[tx_hash] = _Pending(call, gas, decoder, context)
-        return tx_hash
-
-    async def _estimate_gas(self, call: dict[str, Any], decoder: ErrorDecoder, context: str) -> int:
-        try:
-            estimate = to_int(await self._conn.request("eth_estimateGas", [call]))
-        except RpcError as exc:
-            raise self._revert_from(exc, decoder, context) from exc
-        return int(estimate * self.gas_margin) + 10_000
-
-    def _revert_from(self, exc: RpcError, decoder: ErrorDecoder, context: str) -> Exception:
-        if not is_revert_error(exc.error):
-            return FailedPrecondition(f"{context}: node refused: {exc.rpc_message}")
-        data = _revert_data_of(exc.error) or b""
-        return decoder.to_exception(
-            data, self.status_for, context=context, fallback_message=exc.rpc_message
+    def _revert(
+        self, exc: ContractLogicError, codec: _Codec, context: str, tx_hash: str | None = None
+    ) -> ContractRevert:
+        return codec.errors.to_exception(
+            _revert_data_of(exc) or b"",
+            self.status_for,
+            context=context,
+            tx_hash=tx_hash,
+            fallback_message=str(exc.message or exc),
         )
 
     async def _fees(self) -> dict[str, int]:
-        latest = await self._conn.request("eth_getBlockByNumber", ["latest", False])
-        base_fee = latest.get("baseFeePerGas") if latest else None
+        block = self._latest
+        if block is None:
+            block = await self._latest_block()
+        base_fee = block.get("baseFeePerGas")
         if base_fee is None:
             # Pre-London chain: legacy pricing (0 on zero-gas Besu networks).
-            return {"gasPrice": to_int(await self._conn.request("eth_gasPrice", []))}
-        try:
-            tip = to_int(await self._conn.request("eth_maxPriorityFeePerGas", []))
-        except RpcError:
-            tip = 0  # not supported (free-gas networks): no tip needed
-        return {"maxFeePerGas": 2 * to_int(base_fee) + tip, "maxPriorityFeePerGas": tip}
+            return {"gasPrice": int(await self._request(lambda: self.w3.eth.gas_price, "gas"))}
+        tip = 0
+        if self._tip_supported:
+            try:
+                reply = await self._request(
+                    lambda: self.w3.manager.coro_request(
+                        RPCEndpoint("eth_maxPriorityFeePerGas"), []
+                    ),
+                    "eth_maxPriorityFeePerGas",
+                )
+                tip = int(reply, 16) if isinstance(reply, str) else int(reply)
+            except Web3RPCError:
+                self._tip_supported = False  # free-gas networks: no tip needed
+        return {"maxFeePerGas": 2 * int(base_fee) + tip, "maxPriorityFeePerGas": tip}
 
-    async def _submit(self, tx: dict[str, Any]) -> str:
-        """Assigns a nonce, signs and sends; retries once after a resync.
+    async def _latest_block(self) -> Mapping[str, Any]:
+        block = await self._request(lambda: self.w3.eth.get_block("latest"), "eth_getBlockByNumber")
+        return cast(Mapping[str, Any], block)
 
-        A nonce is only consumed when the node holds the transaction. If the
-        send failed but the node knows the hash anyway (reply lost, "already
-        known"), that counts as sent, so the same call is never submitted
-        twice under two nonces.
+    async def _send(
+        self, tx: dict[str, Any], codec: _Codec, address: str | None, context: str
+    ) -> _Pending:
+        call: dict[str, Any] = {k: tx[k] for k in ("to", "data", "value") if k in tx}
+        call["from"] = self.address
+        tx.pop("from", None)
+        signed = await self._submit(tx)
+        return _Pending(
+            tx_hash=HexBytes(signed.hash).to_0x_hex(),
+            raw=bytes(signed.raw_transaction),
+            call=call,
+            gas=int(tx["gas"]),
+            codec=codec,
+            address=to_checksum_address(address) if address else None,
+            context=context,
+        )
+
+    async def _submit(self, tx: dict[str, Any]) -> Any:
+        """Assigns a nonce, signs and sends ``tx``; the signed transaction.
+
+        Nonces are assigned under a lock, and one is consumed only when the
+        node holds the transaction. A refused send resyncs from the node's
+        pending count and is retried once. If the node knows the hash anyway
+        ("already known", or the reply was lost), the send counts as done;
+        if the reply was lost and the node can't be asked, it counts as done
+        too (the receipt wait sends the same signed bytes again if the node
+        turns out not to have it). So one call is never submitted twice
+        under two nonces.
         """
         async with self._nonce_lock:
             last_error: Exception | None = None
@@ -288,180 +502,339 @@ class ChainClient:
                     self._nonce = await self._pending_nonce()
                 nonce = self._nonce
                 signed = self.account.sign_transaction({**tx, "nonce": nonce})
-                tx_hash = to_hex(signed.hash)
+                tx_hash = HexBytes(signed.hash).to_0x_hex()
                 try:
-                    await self._conn.request(
-                        "eth_sendRawTransaction", [to_hex(signed.raw_transaction)], retry=False
-                    )
+                    await self._send_raw(bytes(signed.raw_transaction))
                     self._nonce = nonce + 1
-                    return tx_hash
-                except (RpcError, Unavailable) as exc:
+                    return signed
+                except Web3RPCError as exc:  # the node answered: refused
                     last_error = exc
-                    log.info("send with nonce %d failed (attempt %d): %s", nonce, attempt, exc)
-                self._nonce = None  # resync from the node before any further send
-                if await self._node_knows(tx_hash):
-                    self._nonce = nonce + 1
-                    return tx_hash
+                    log.info("send with nonce %d refused (attempt %d): %s", nonce, attempt, exc)
+                    self._nonce = None  # resync before any further send
+                    if await self._node_knows(tx_hash):
+                        self._nonce = nonce + 1
+                        return signed
+                except Unavailable as exc:  # no reply: the node may hold it
+                    last_error = exc
+                    log.info("send with nonce %d got no reply: %s", nonce, exc)
+                    if await self._node_knows(tx_hash) is not False:
+                        self._nonce = nonce + 1
+                        return signed
+                    self._nonce = None
             assert last_error is not None
             if isinstance(last_error, Unavailable):
                 raise last_error
             raise FailedPrecondition(f"transaction rejected by node: {last_error}")
 
-    async def _pending_nonce(self) -> int:
-        return to_int(
-            await self._conn.request("eth_getTransactionCount", [self.address, "pending"])
+    async def _send_raw(self, raw: bytes) -> None:
+        await self._request(
+            lambda: self.w3.eth.send_raw_transaction(raw), "eth_sendRawTransaction", retry=False
         )
 
-    async def _node_knows(self, tx_hash: str) -> bool:
+    async def _pending_nonce(self) -> int:
+        return int(
+            await self._request(
+                lambda: self.w3.eth.get_transaction_count(self.address, "pending"),
+                "eth_getTransactionCount",
+            )
+        )
+
+    async def _node_knows(self, tx_hash: str) -> bool | None:
+        """Whether the node has ``tx_hash`` (pending or mined); None if it
+        can't be asked right now."""
         try:
-            return await self._conn.request("eth_getTransactionByHash", [tx_hash]) is not None
-        except (RpcError, Unavailable):
+            await self._request(
+                lambda: self.w3.eth.get_transaction(HexStr(tx_hash)), "eth_getTransactionByHash"
+            )
+            return True
+        except TransactionNotFound:
             return False
+        except (MecfedError, Web3Exception):
+            return None
 
-    # -- receipts -----------------------------------------------------------
+    # -- receipts -------------------------------------------------------------
 
-    async def wait(self, tx_hash: str, *, timeout: float | None = None) -> Receipt:
-        """The receipt of ``tx_hash``; raises :class:`ContractRevert` if it
-        failed and :class:`DeadlineExceeded` if not mined within ``timeout``."""
+    async def _wait(
+        self, pending: _Pending, timeout: float | None = None
+    ) -> tuple[Receipt, Mapping[str, Any]]:
+        """The receipt of ``pending``; raises its decoded revert if it failed
+        and DeadlineExceeded if not mined within ``timeout``."""
         timeout = self.receipt_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        checks = 0
         while True:
-            seen = self._heads_seen
-            raw = await self._conn.request("eth_getTransactionReceipt", [tx_hash])
+            head = self._heads.current()
+            raw = await self._receipt(pending.tx_hash)
             if raw is not None:
                 break
-            remaining = deadline - time.monotonic()
+            checks += 1
+            if checks > 1:
+                await self._keep_sent(pending)
+            remaining = deadline - loop.time()
             if remaining <= 0:
-                raise DeadlineExceeded(f"transaction {tx_hash} not mined within {timeout:.0f} s")
-            async with self._head_cond:
-                try:
-                    await asyncio.wait_for(
-                        self._head_cond.wait_for(lambda s=seen: self._heads_seen > s),
-                        timeout=min(remaining, RECEIPT_RECHECK_S),
-                    )
-                except TimeoutError:
-                    pass  # re-check anyway (a head notification may be lost)
-        receipt = _receipt_of(tx_hash, raw)
-        pending = self._pending.pop(tx_hash, None)
+                raise DeadlineExceeded(
+                    f"{pending.context}: transaction {pending.tx_hash} not mined within "
+                    f"{timeout:.0f} s"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(head.wait(), min(remaining, RECEIPT_RECHECK_S))
+        receipt = self._receipt_of(raw, pending)
         if receipt.status == 0:
             raise await self._explain_failure(receipt, pending)
-        return receipt
+        return receipt, raw
 
-    async def _explain_failure(self, receipt: Receipt, pending: _Pending | None) -> ContractRevert:
-        if pending is None:
-            return ContractRevert("Unknown", (), f"transaction {receipt.tx_hash} reverted")
+    async def _receipt(self, tx_hash: str) -> Mapping[str, Any] | None:
+        try:
+            return cast(
+                Mapping[str, Any],
+                await self._request(
+                    lambda: self.w3.eth.get_transaction_receipt(HexStr(tx_hash)),
+                    "eth_getTransactionReceipt",
+                ),
+            )
+        except (TransactionNotFound, TransactionIndexingInProgress):
+            return None
+
+    async def _keep_sent(self, pending: _Pending) -> None:
+        """Sends ``pending`` again if the node no longer has it (dropped from
+        its pool): the same signed bytes, so it can only execute once."""
+        if await self._node_knows(pending.tx_hash) is not False:
+            return
+        if await self._receipt(pending.tx_hash) is not None:
+            return  # mined meanwhile
+        log.warning("%s: node dropped %s; sending it again", pending.context, pending.tx_hash)
+        try:
+            await self._send_raw(pending.raw)
+        except Unavailable:
+            return  # next round
+        except Web3RPCError as exc:
+            if await self._node_knows(pending.tx_hash) is not False:
+                return
+            async with self._nonce_lock:
+                self._nonce = None
+            raise FailedPrecondition(
+                f"{pending.context}: transaction {pending.tx_hash} was dropped by the node "
+                f"and cannot be sent again: {exc}"
+            ) from exc
+
+    def _receipt_of(self, raw: Mapping[str, Any], pending: _Pending) -> Receipt:
+        address = pending.address or raw.get("contractAddress")
+        decoder = pending.codec.events
+        events: list[Event] = []
+        if decoder is not None and address:
+            for entry in raw.get("logs", ()):
+                if to_checksum_address(entry["address"]) == to_checksum_address(address):
+                    event = decoder(entry)
+                    if event is not None:
+                        events.append(event)
+        return Receipt(
+            tx_hash=pending.tx_hash,
+            block_number=int(raw["blockNumber"]),
+            gas_used=int(raw["gasUsed"]),
+            status=int(raw.get("status", 1)),
+            events=tuple(events),
+        )
+
+    async def _explain_failure(self, receipt: Receipt, pending: _Pending) -> ContractRevert:
+        unknown = revert_class_for(None)
         if receipt.gas_used >= pending.gas:
-            return ContractRevert(
+            return unknown(
                 "OutOfGas",
-                (),
+                {},
                 f"{pending.context}: out of gas ({pending.gas})",
                 tx_hash=receipt.tx_hash,
             )
         # Re-run the call at the receipt's block to obtain the revert data.
         try:
-            await self._conn.request(
-                "eth_call", [{**pending.call, "gas": hex(pending.gas)}, hex(receipt.block_number)]
+            await self._request(
+                lambda: self.w3.eth.call(
+                    cast(Any, {**pending.call, "gas": pending.gas}),
+                    block_identifier=receipt.block_number,
+                ),
+                "eth_call",
             )
-        except RpcError as exc:
-            if is_revert_error(exc.error):
-                err = pending.decoder.to_exception(
-                    _revert_data_of(exc.error) or b"",
-                    self.status_for,
-                    context=pending.context,
-                    tx_hash=receipt.tx_hash,
-                    fallback_message=exc.rpc_message,
-                )
-                return err
-        return ContractRevert(
+        except ContractLogicError as exc:
+            return self._revert(exc, pending.codec, pending.context, receipt.tx_hash)
+        except (MecfedError, Web3Exception) as exc:
+            log.debug("cannot re-run %s: %s", pending.tx_hash, exc)
+        return unknown(
             "Unknown",
-            (),
+            {},
             f"{pending.context}: transaction {receipt.tx_hash} reverted (reason not reproducible)",
             tx_hash=receipt.tx_hash,
         )
 
-    async def _watch_heads(self) -> None:
-        stream = HeadStream(self.ws_url)
-        self._streams.add(stream)
+    # -- the connection -------------------------------------------------------
+
+    async def _request(
+        self, make: Callable[[], Awaitable[T]], what: str, *, retry: bool = True
+    ) -> T:
+        """``await make()`` on the connection. Transport failures wait for the
+        reconnection and retry once when ``retry`` (idempotent requests only),
+        else raise Unavailable; node errors (web3 exceptions) pass through."""
+        for attempt in (0, 1):
+            generation = await self._wait_connected(self.request_timeout)
+            try:
+                return await make()
+            except TimeExhausted as exc:
+                raise Unavailable(f"{what}: {exc}") from exc
+            except TRANSPORT_ERRORS as exc:
+                if not retry or attempt == 1 or self._closing:
+                    raise Unavailable(f"{what} to {self.url} failed: {exc!r}") from exc
+                log.info("%s: %r; retrying after the reconnection", what, exc)
+                await self._wait_reconnected(generation)
+        raise AssertionError("unreachable")
+
+    async def _wait_connected(self, timeout: float | None) -> int:
+        """The current connection's generation, once connected."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            state = self._state.current()
+            if self._closing:
+                raise Unavailable("chain client closed")
+            if self._connected.is_set():
+                return self._generation
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise Unavailable(f"not connected to {self.url} (for {timeout:.0f} s)")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.wait(), remaining)
+
+    async def _wait_reconnected(self, generation: int) -> None:
+        """Until a connection newer than ``generation`` is up (bounded)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
+        while not self._closing and loop.time() < deadline:
+            state = self._state.current()
+            if self._generation > generation and self._connected.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.wait(), deadline - loop.time())
+
+    async def _supervise(self) -> None:
+        """Keeps the connection up: subscribes to heads, dispatches every
+        notification, and on a drop reconnects with backoff; the log streams
+        then subscribe again and replay."""
+        backoff = Backoff()
+        failures = 0
+        have_connection = True  # connect() opened the first one
+        while not self._closing:
+            if not have_connection:
+                try:
+                    await self._provider.connect()
+                except TRANSPORT_ERRORS as exc:
+                    level = logging.WARNING if failures == 0 else logging.DEBUG
+                    log.log(level, "cannot reach %s (%s); retrying", self.url, exc)
+                    failures += 1
+                    await backoff.wait(self._stop)
+                    continue
+                self.reconnects += 1
+            have_connection = False
+            self._generation += 1
+            generation = self._generation
+            dispatcher = asyncio.create_task(self._dispatch(), name=f"chain dispatch {self.url}")
+            reason = "connection closed"
+            try:
+                await self._subscribe(HeadsSub(self._on_head, generation), connecting=True)
+                failures = 0
+                backoff.reset()
+                self._connected.set()
+                self._state.fire()
+                await dispatcher  # until the connection ends
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = repr(exc)
+            finally:
+                self._connected.clear()
+                self._state.fire()
+                dispatcher.cancel()
+                lost = ConnectionLost(generation)
+                for stream in list(self._streams):
+                    stream._inbox.put_nowait(lost)
+                self._forget_subscriptions()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._provider.disconnect(), CLOSE_TIMEOUT_S)
+            if not self._closing:
+                log.warning("connection to %s lost (%s); reconnecting", self.url, reason)
+                await backoff.wait(self._stop)
+
+    async def _dispatch(self) -> None:
+        """Routes every subscription notification to its stream."""
+        manager = self.w3.subscription_manager
+        async for message in self.w3.socket.process_subscriptions():
+            sub = manager.get_by_id(message["subscription"])
+            sink = getattr(sub, "sink", None)
+            if sink is None:
+                continue
+            try:
+                sink(message["result"])
+            except Exception:
+                log.exception("subscription %s: notification not handled", sub)
+
+    def _on_head(self, block: Mapping[str, Any]) -> None:
+        head = Head.of(block)
+        self._latest = block
+        self._heads.fire()
+        for stream in list(self._head_streams):
+            stream._push(head)
+
+    async def _subscribe(self, sub: Any, *, connecting: bool = False) -> None:
+        """``eth_subscribe`` through web3's subscription manager (which the
+        dispatcher looks subscriptions up in). ``connecting``: for the
+        supervisor, before the connection counts as up."""
+        subscribe = self.w3.subscription_manager.subscribe
         try:
-            async for _head in stream:
-                async with self._head_cond:
-                    self._heads_seen += 1
-                    self._head_cond.notify_all()
+            if connecting:
+                await subscribe(sub)
+            else:
+                await self._request(lambda: subscribe(sub), "eth_subscribe", retry=False)
+        except Web3RPCError as exc:
+            raise Unavailable(f"eth_subscribe refused: {exc}") from exc
+
+    async def _unsubscribe(self, sub: Any) -> None:
+        manager = self.w3.subscription_manager
+        try:
+            if (
+                not self._closing
+                and sub.generation == self._generation
+                and self._connected.is_set()
+                and sub in manager.subscriptions
+            ):
+                with contextlib.suppress(Exception):
+                    # Not sub.unsubscribe(): web3 then queues a marker for
+                    # handler-based processing we don't run, and after 500
+                    # unsubscribes its queue is full and unsubscribe hangs.
+                    await asyncio.wait_for(self.w3.eth._unsubscribe(sub.id), UNSUBSCRIBE_TIMEOUT_S)
         finally:
-            self._streams.discard(stream)
-            await stream.close()
+            if sub in manager.subscriptions:
+                manager._remove_subscription(sub)
 
-    # -- subscriptions ------------------------------------------------------
+    def _forget_subscriptions(self) -> None:
+        """Subscriptions of a closed connection (their ids mean nothing now)."""
+        manager = self.w3.subscription_manager
+        for sub in list(manager.subscriptions):
+            manager._remove_subscription(sub)
 
-    def subscribe_logs(
-        self,
-        address: str | Sequence[str] | None,
-        topics: TopicFilter | None = None,
-        from_block: int | None = None,
-        *,
-        abi: Sequence[dict[str, Any]] | None = None,
-    ) -> LogStream:
-        """Logs matching ``address``/``topics`` (node-side filter; ``None``
-        entries are wildcards), decoded with ``abi`` events when given.
+    async def _get_raw_logs(self, query: Mapping[str, Any], start: int, end: int) -> list[Any]:
+        params = cast(Any, {**query, "fromBlock": start, "toBlock": end})
+        try:
+            logs = await self._request(lambda: self.w3.eth.get_logs(params), "eth_getLogs")
+        except Web3RPCError as exc:
+            raise Unavailable(f"eth_getLogs {start}..{end} refused: {exc}") from exc
+        return sorted(logs, key=lambda r: (int(r["blockNumber"]), int(r["logIndex"])))
 
-        Iterate with ``async for``; ``await stream.close()`` ends it (the
-        client closes its streams too). Back-fills from ``from_block``
-        (``None``: only logs from the next block on) and survives reconnects
-        without loss or duplicates — see :mod:`mecfed.chain.subscriptions`.
-        """
-        self._prune_streams()
-        stream = LogStream(
-            self.ws_url,
-            address,
-            topics,
-            from_block,
-            EventDecoder(abi) if abi else None,
-            request_timeout=self._conn.request_timeout,
-        )
-        self._streams.add(stream)
-        return stream
-
-    def new_heads(self) -> HeadStream:
-        """New block headers as they arrive (reconnecting)."""
-        self._prune_streams()
-        stream = HeadStream(self.ws_url, request_timeout=self._conn.request_timeout)
-        self._streams.add(stream)
-        return stream
-
-    def _prune_streams(self) -> None:
-        self._streams = {s for s in self._streams if not s.closed}
-
-    def _decoder_for(self, abi: Sequence[dict[str, Any]]) -> ErrorDecoder:
-        return ErrorDecoder([*self._extra_error_abis, abi])
-
-
-def event_topic(abi: Sequence[dict[str, Any]], event_name: str) -> str:
-    """topic0 of ``event_name`` in ``abi`` (for ``subscribe_logs`` filters)."""
-    return EventDecoder(abi).topic_of(event_name)
-
-
-def address_topic(address: str) -> str:
-    """An address as a 32-byte topic (indexed ``address`` arguments)."""
-    return "0x" + bytes(HexBytes(to_checksum_address(address))).rjust(32, b"\0").hex()
-
-
-def uint_topic(value: int) -> str:
-    return "0x" + value.to_bytes(32, "big").hex()
-
-
-def _block_id(block: int | str) -> str:
-    return hex(block) if isinstance(block, int) else block
-
-
-def _receipt_of(tx_hash: str, raw: dict[str, Any]) -> Receipt:
-    return Receipt(
-        tx_hash=tx_hash,
-        block_number=to_int(raw["blockNumber"]),
-        status=to_int(raw.get("status", "0x1")),
-        gas_used=to_int(raw["gasUsed"]),
-        contract_address=(
-            to_checksum_address(raw["contractAddress"]) if raw.get("contractAddress") else None
-        ),
-        logs=list(raw.get("logs", [])),
-        raw=dict(raw),
-    )
+    def _codec(self, abi: Abi) -> _Codec:
+        """Error and event decoders of ``abi`` (cached per ABI object)."""
+        key = id(abi)
+        entry = self._codecs.get(key)
+        if entry is None or entry[0] is not abi:
+            entry = (abi, _Codec(ErrorDecoder(abi), EventDecoder(self.w3, abi)))
+            self._codecs[key] = entry
+            if len(self._codecs) > 32:
+                self._codecs.popitem(last=False)
+        else:
+            self._codecs.move_to_end(key)
+        return entry[1]

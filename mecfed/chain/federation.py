@@ -1,21 +1,43 @@
-"""The Federation contract as the MEF sees it: the committed artifact, how
-its custom errors map to gRPC statuses, deployment and membership."""
+"""The Federation contract as the MEF sees it: a typed facade over the
+committed artifact's ABI, its custom errors as domain errors, and its events
+filtered on the node by their indexed arguments."""
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from hexbytes import HexBytes
 
 from mecfed import errors
 from mecfed.chain.artifact import federation_abi, federation_artifact
-from mecfed.chain.client import ChainClient
-from mecfed.chain.revert import ContractRevert
+from mecfed.chain.client import ChainClient, Event, Receipt
+from mecfed.chain.events import EventDecoder
+from mecfed.chain.revert import ContractRevert, revert_class_for
 from mecfed.chain.sealing import pubkey_of
+from mecfed.chain.subscriptions import LogStream
 
-ALLOWLIST, MAJORITY = 0, 1
-STATE_NAMES = ("None", "Open", "Awarded", "Deployed", "Terminated", "Cancelled")
-OPEN, AWARDED, DEPLOYED = 1, 2, 3
+
+class ServiceState(enum.IntEnum):
+    NONE = 0
+    OPEN = 1
+    AWARDED = 2
+    DEPLOYED = 3
+    TERMINATED = 4
+    CANCELLED = 5
+
+
+class MembershipPolicy(enum.IntEnum):
+    ALLOWLIST = 0
+    MAJORITY = 1
+
+
+ALLOWLIST, MAJORITY = MembershipPolicy.ALLOWLIST, MembershipPolicy.MAJORITY
 
 # One mapping, documented in the contract's NatSpec header.
 STATUS_BY_ERROR: dict[str, type[errors.MecfedError]] = {
@@ -48,12 +70,13 @@ STATUS_BY_ERROR: dict[str, type[errors.MecfedError]] = {
     "NotParty": errors.PermissionDenied,
     "TooManyRounds": errors.ResourceExhausted,
     "NothingToWithdraw": errors.FailedPrecondition,
-    "TransferFailed": errors.Unavailable,
-    "Reentrancy": errors.FailedPrecondition,
+    "TransferFailed": errors.Internal,
+    "Reentrancy": errors.Aborted,
 }
 
 
 def status_for(error_name: str) -> type[errors.MecfedError] | None:
+    """The domain class of a Federation custom error (``ChainClient`` hook)."""
     return STATUS_BY_ERROR.get(error_name)
 
 
@@ -71,15 +94,333 @@ def abi() -> list[dict[str, Any]]:
     return federation_abi()
 
 
-async def deploy(client: ChainClient, policy: int = ALLOWLIST, members: list[str] = ()) -> str:
-    """Deploys the contract (the sender becomes its admin); returns its address."""
-    contract, _ = await client.deploy(abi(), artifact()["bytecode"], policy, list(members))
+@dataclass(frozen=True)
+class ServiceView:
+    """The contract's ``ServiceView`` struct, field by field (snake case).
+
+    Built from web3's named output, so fields the contract adds are not
+    lost: those this class does not name yet land in ``extra``; named ones
+    the deployed contract lacks keep their defaults.
+    """
+
+    consumer: str
+    max_price: int
+    k: int
+    bid_count: int
+    state: ServiceState
+    deadline: int
+    confirm_deadline: int
+    winner: str
+    best_price: int
+    round: int
+    confirm_window: int
+    bidding_window: int = 0
+    quorum: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, named: Any) -> ServiceView:
+        values = {_snake(k): v for k, v in named._asdict().items()}
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs = {k: v for k, v in values.items() if k in known}
+        kwargs["state"] = ServiceState(kwargs["state"])
+        for key in ("consumer", "winner"):
+            kwargs[key] = to_checksum_address(kwargs[key])
+        extra = {k: v for k, v in values.items() if k not in known}
+        return cls(**kwargs, extra=extra)
+
+
+@dataclass(frozen=True)
+class Member:
+    address: str
+    name: str
+    pubkey: bytes  # 64 bytes, uncompressed secp256k1 without the 0x04 prefix
+
+
+@dataclass(frozen=True)
+class Announced:
+    service_id: str  # "0x" + 64 hex, lower case
+    bidding_deadline: int
+    block_number: int
+    receipt: Receipt
+
+
+# Keyword filters of events() -> indexed argument names.
+_FILTERS = {"service_id": "id", "consumer": "consumer", "provider": "provider"}
+
+
+class FederationContract:
+    """One deployed Federation contract, used through one :class:`ChainClient`.
+
+    Reverts raise :class:`ContractRevert` subclasses that also are the domain
+    class of :data:`STATUS_BY_ERROR` (whatever the client's own hook).
+    """
+
+    def __init__(self, client: ChainClient, address: str) -> None:
+        self.client = client
+        self.address = to_checksum_address(address)
+        self.abi = federation_abi()
+        self.contract = client.contract(self.address, self.abi)
+        self._events = EventDecoder(client.w3, self.abi)
+        self._indexed = {
+            e["name"]: [(i["name"], i["type"]) for i in e["inputs"] if i.get("indexed")]
+            for e in self.abi
+            if e.get("type") == "event"
+        }
+        self._members: dict[str, Member] = {}
+
+    @classmethod
+    async def deploy(
+        cls,
+        client: ChainClient,
+        policy: MembershipPolicy = MembershipPolicy.ALLOWLIST,
+        members: Sequence[str] = (),
+    ) -> FederationContract:
+        """Deploys the contract (the sender becomes its admin)."""
+        built = federation_artifact()
+        address, _ = await client.deploy(
+            built["abi"],
+            built["bytecode"],
+            int(policy),
+            [to_checksum_address(m) for m in members],
+        )
+        return cls(client, address)
+
+    # -- reads ----------------------------------------------------------------
+
+    async def state(self, service_id: str) -> ServiceState:
+        return ServiceState(await self._call("stateOf", _service_id_bytes(service_id)))
+
+    async def service(self, service_id: str) -> ServiceView:
+        return ServiceView.of(await self._call("serviceOf", _service_id_bytes(service_id)))
+
+    async def member(self, address: str) -> Member | None:
+        """The member at ``address`` (cached), None for non-members."""
+        address = to_checksum_address(address)
+        known = self._members.get(address)
+        if known is None:
+            name, key = await asyncio.gather(
+                self._call("memberName", address), self._call("memberKey", address)
+            )
+            if not key:
+                return None
+            known = self._members[address] = Member(address, name, bytes(key))
+        return known
+
+    async def is_member(self, address: str) -> bool:
+        return bool(await self._call("isMember", to_checksum_address(address)))
+
+    async def credits(self, address: str) -> int:
+        return int(await self._call("credits", to_checksum_address(address)))
+
+    # -- transactions ---------------------------------------------------------
+
+    async def register(self, name: str, pubkey: bytes) -> Receipt:
+        return await self._transact("register", name, bytes(pubkey))
+
+    async def ensure_member(self, name: str) -> None:
+        """Registers this client's account under ``name`` unless a member."""
+        if await self.is_member(self.client.address):
+            return
+        try:
+            await self.register(name, pubkey_of(self.client.account))
+        except ContractRevert as exc:
+            if exc.error_name != "AlreadyMember":  # registered concurrently
+                raise
+
+    async def allow(self, address: str) -> Receipt:
+        return await self._transact("allow", to_checksum_address(address))
+
+    async def announce(
+        self,
+        max_price: int,
+        k: int,
+        bidding_window: int,
+        confirm_window: int,
+        requirements: bytes,
+    ) -> Announced:
+        """Announces a service, escrowing ``max_price``."""
+        receipt = await self._transact(
+            "announce",
+            max_price,
+            k,
+            bidding_window,
+            confirm_window,
+            bytes(requirements),
+            value=max_price,
+        )
+        event = receipt.event("ServiceAnnounced")
+        return Announced(
+            service_id="0x" + bytes(event.args["id"]).hex(),
+            bidding_deadline=int(event.args["biddingDeadline"]),
+            block_number=receipt.block_number,
+            receipt=receipt,
+        )
+
+    async def bid(self, service_id: str, price: int, sealed_endpoint: bytes) -> Receipt:
+        return await self._transact(
+            "bid", _service_id_bytes(service_id), price, bytes(sealed_endpoint)
+        )
+
+    async def award(self, service_id: str) -> Receipt:
+        return await self._transact("award", _service_id_bytes(service_id))
+
+    async def send_consumer_endpoint(self, service_id: str, sealed: bytes) -> Receipt:
+        return await self._transact(
+            "sendConsumerEndpoint", _service_id_bytes(service_id), bytes(sealed)
+        )
+
+    async def confirm_deployment(self, service_id: str, sealed: bytes) -> Receipt:
+        return await self._transact(
+            "confirmDeployment", _service_id_bytes(service_id), bytes(sealed)
+        )
+
+    async def cancel(self, service_id: str) -> Receipt:
+        return await self._transact("cancel", _service_id_bytes(service_id))
+
+    async def reopen(self, service_id: str, bidding_window: int) -> Receipt:
+        return await self._transact("reopen", _service_id_bytes(service_id), bidding_window)
+
+    async def decline(self, service_id: str) -> Receipt:
+        """The winner gives up: a new round without it (ServiceReopened)."""
+        return await self._transact("decline", _service_id_bytes(service_id))
+
+    async def terminate(self, service_id: str) -> Receipt:
+        return await self._transact("terminate", _service_id_bytes(service_id))
+
+    async def withdraw(self) -> Receipt:
+        return await self._transact("withdraw")
+
+    # -- events ---------------------------------------------------------------
+
+    def events(
+        self,
+        names: Sequence[str],
+        *,
+        service_id: str | None = None,
+        consumer: str | None = None,
+        provider: str | None = None,
+        from_block: int | None = None,
+    ) -> LogStream:
+        """A live stream of the events ``names``, filtered on the node by the
+        given indexed arguments (None: any), from ``from_block`` (None: the
+        next block), replayed after reconnects."""
+        topics = self.topics(names, service_id=service_id, consumer=consumer, provider=provider)
+        return self.client.logs(self.address, topics, from_block, self.abi)
+
+    async def past_events(
+        self,
+        names: Sequence[str],
+        *,
+        service_id: str | None = None,
+        consumer: str | None = None,
+        provider: str | None = None,
+        from_block: int,
+        to_block: int | str = "latest",
+    ) -> list[Event]:
+        topics = self.topics(names, service_id=service_id, consumer=consumer, provider=provider)
+        return await self.client.get_logs(self.address, topics, from_block, to_block, self.abi)
+
+    def topics(
+        self,
+        names: Sequence[str],
+        *,
+        service_id: str | None = None,
+        consumer: str | None = None,
+        provider: str | None = None,
+    ) -> list[Any]:
+        """The topic filter for ``names`` and the keyword filters. A filter
+        must name an indexed argument in the same position of every event
+        (ValueError otherwise)."""
+        if isinstance(names, str) or not names:
+            raise ValueError("names: a non-empty sequence of event names")
+        for name in names:
+            if name not in self._indexed:
+                raise ValueError(f"the Federation contract has no event {name}")
+        given = {"service_id": service_id, "consumer": consumer, "provider": provider}
+        topics: list[Any] = [[self._events.topic(n) for n in names]]
+        for keyword, value in given.items():
+            if value is None:
+                continue
+            arg = _FILTERS[keyword]
+            places = set()
+            for name in names:
+                indexed = [n for n, _ in self._indexed[name]]
+                if arg not in indexed:
+                    raise ValueError(f"{name} has no indexed {arg!r}: cannot filter by {keyword}")
+                places.add((indexed.index(arg), self._indexed[name][indexed.index(arg)][1]))
+            if len(places) > 1:
+                raise ValueError(f"{arg!r} is not in the same position in {', '.join(names)}")
+            ((index, abi_type),) = places
+            position = index + 1
+            topics.extend([None] * (position + 1 - len(topics)))
+            topics[position] = self._topic_value(abi_type, keyword, value)
+        return topics
+
+    def _topic_value(self, abi_type: str, keyword: str, value: str) -> str:
+        if abi_type == "address":
+            typed: Any = to_checksum_address(value)
+        elif abi_type == "bytes32":
+            typed = _service_id_bytes(value) if keyword == "service_id" else HexBytes(value)
+        else:
+            typed = value
+        return HexBytes(self.client.w3.codec.encode([abi_type], [typed])).to_0x_hex()
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _function(self, name: str, *args: Any) -> Any:
+        try:
+            function = getattr(self.contract.functions, name)
+        except AttributeError:  # web3's ABIFunctionNotFound
+            raise errors.FailedPrecondition(
+                f"the Federation contract at {self.address} has no {name}()"
+            ) from None
+        return function(*args)
+
+    async def _call(self, name: str, *args: Any) -> Any:
+        try:
+            return await self.client.call(self._function(name, *args))
+        except ContractRevert as exc:
+            raise _mapped(exc) from exc
+
+    async def _transact(self, name: str, *args: Any, value: int = 0) -> Receipt:
+        try:
+            return await self.client.transact(self._function(name, *args), value)
+        except ContractRevert as exc:
+            raise _mapped(exc) from exc
+
+
+async def deploy(
+    client: ChainClient,
+    policy: MembershipPolicy | int = MembershipPolicy.ALLOWLIST,
+    members: Sequence[str] = (),
+) -> str:
+    """Deploys the contract; its address (for callers that only need that)."""
+    contract = await FederationContract.deploy(client, MembershipPolicy(policy), members)
     return contract.address
 
 
-async def ensure_member(client: ChainClient, address: str, account: LocalAccount, name: str):
-    """Registers ``account`` under ``name`` unless it already is a member."""
-    contract = client.contract(address, abi())
-    if await client.call(contract.functions.isMember(account.address)):
-        return
-    await client.transact(contract.functions.register(name, pubkey_of(account)))
+def _mapped(exc: ContractRevert) -> ContractRevert:
+    """``exc`` as the domain class of its error name (if not already)."""
+    status = STATUS_BY_ERROR.get(exc.error_name)
+    if status is None or isinstance(exc, status):
+        return exc
+    return revert_class_for(status)(
+        exc.error_name, exc.error_args, exc.message, data=exc.data, tx_hash=exc.tx_hash
+    )
+
+
+def _service_id_bytes(service_id: str | bytes) -> bytes:
+    raw = bytes(service_id) if isinstance(service_id, bytes | bytearray) else None
+    if raw is None:
+        text = str(service_id)
+        if not re.fullmatch(r"0x[0-9a-fA-F]{64}", text):
+            raise errors.InvalidArgument.field("service_id", "must be 0x and 64 hex digits")
+        raw = bytes.fromhex(text[2:])
+    if len(raw) != 32:
+        raise errors.InvalidArgument.field("service_id", "must be 32 bytes")
+    return raw
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()

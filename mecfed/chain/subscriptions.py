@@ -1,219 +1,308 @@
-"""Reconnecting ``eth_subscribe`` streams: contract logs and new heads.
+"""Log and head streams over the client's one multiplexed connection.
 
-Each stream owns its own WebSocket connection, so a dropped socket only
-affects that stream and reconnecting never races with the client's requests.
+Every stream is an ``eth_subscribe`` on the :class:`~mecfed.chain.client.ChainClient`'s
+WebSocket (web3's subscription manager); the client's dispatcher routes each
+notification to its stream. Heads share one ``newHeads`` subscription.
 
 Log streams never miss or repeat an event across reconnects:
 
-1. subscribe first (the node starts buffering live logs for us), then
-2. back-fill with ``eth_getLogs(fromBlock=cursor, toBlock=head)``, then
-3. drain live logs.
+1. subscribe first (the node starts sending live logs), then
+2. back-fill with ``eth_getLogs`` from the cursor to the head read *after*
+   subscribing, then
+3. drain the live logs.
 
-Every delivered log advances ``last = (blockNumber, logIndex)``; anything at
-or before ``last`` is dropped, which removes the overlap between back-fill
-and the live buffer. After a drop the stream reconnects with backoff and
-replays from ``last.blockNumber`` (inclusive, deduplicated by log index), so
-logs emitted while disconnected are delivered exactly once.
+A delivered log is remembered by ``(blockNumber, logIndex)`` with its block
+hash: the overlap of back-fill and live logs, and of a replay, is dropped,
+while a log at the same position in a *different* block (a reorg replaced
+the block) is delivered. ``removed: true`` logs are dropped. When the
+connection drops the client reconnects with backoff and every live stream
+subscribes again on the new connection and replays from its last delivered
+block (a few blocks earlier, for reorgs that happened meanwhile), so logs
+emitted while disconnected are delivered exactly once. Heads are wake-ups:
+heads missed while disconnected are not replayed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+import random
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from eth_utils import to_checksum_address
 from hexbytes import HexBytes
+from web3.utils.subscriptions import LogsSubscription, NewHeadsSubscription
 
-from mecfed.chain.abi import AttrDict
-from mecfed.chain.rpc import TRANSPORT_ERRORS, Backoff, RpcConnection, RpcError, to_hex, to_int
-from mecfed.errors import Unavailable
+from mecfed.chain.events import Event, EventDecoder, Head
+from mecfed.chain.provider import TRANSIENT_ERRORS
+from mecfed.errors import MecfedError, Unavailable
+
+if TYPE_CHECKING:
+    from mecfed.chain.client import ChainClient
 
 log = logging.getLogger(__name__)
 
-TopicFilter = Sequence[str | bytes | Sequence[str | bytes] | None]
+# Blocks before the last delivered one that a replay fetches again, so a
+# reorg while disconnected is caught up (QBFT is final: none there).
+REPLAY_OVERLAP_BLOCKS = 8
+# How far below the highest delivered block the dedup memory reaches.
+DEDUP_BLOCKS = 64
+GETLOGS_CHUNK = 5000  # Besu's default --rpc-max-logs-range
+_RETRYABLE: tuple[type[BaseException], ...] = (MecfedError, *TRANSIENT_ERRORS)
 
 
-def normalize_log(raw: Any) -> dict[str, Any]:
-    """One canonical shape for logs from ``eth_getLogs`` and subscriptions."""
-    return {
-        "address": to_checksum_address(to_hex(raw["address"])),
-        "topics": [HexBytes(t) for t in raw["topics"]],
-        "data": HexBytes(raw["data"]),
-        "blockNumber": to_int(raw["blockNumber"]),
-        "blockHash": HexBytes(raw["blockHash"]),
-        "logIndex": to_int(raw["logIndex"]),
-        "transactionIndex": to_int(raw["transactionIndex"]),
-        "transactionHash": HexBytes(raw["transactionHash"]),
-        "removed": bool(raw.get("removed", False)),
-    }
+class Backoff:
+    """Exponential backoff with jitter, for reconnect loops."""
+
+    def __init__(self, first: float = 0.05, factor: float = 2.0, cap: float = 5.0) -> None:
+        self.first, self.factor, self.cap = first, factor, cap
+        self.delay = first
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+    async def wait(self, stop: asyncio.Event | None = None) -> None:
+        """Sleeps the current delay (returns early once ``stop`` is set)."""
+        delay = self.delay * random.uniform(0.8, 1.2)
+        self.delay = min(self.delay * self.factor, self.cap)
+        if stop is None:
+            await asyncio.sleep(delay)
+            return
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+        except TimeoutError:
+            pass
 
 
-def _topic_param(topic: Any) -> Any:
-    if topic is None:
-        return None
-    if isinstance(topic, list | tuple):
-        return [_topic_param(t) for t in topic]
-    return to_hex(topic) if isinstance(topic, bytes | bytearray) else topic
+# Unique labels: web3 derives a default one from the parameters and makes it
+# unique before subscribing, so concurrent identical subscriptions get the
+# same label and corrupt its subscription registry.
+_labels = itertools.count(1)
 
 
-class _Stream:
-    """Reconnect loop shared by log and head streams."""
+class _Sink:
+    """Where the dispatcher puts a subscription's notifications."""
 
-    kind = "stream"
+    sink: Callable[[Any], None]
+    generation: int
 
-    def __init__(self, ws_url: str, *, request_timeout: float = 30.0) -> None:
-        self.ws_url = ws_url
-        self.request_timeout = request_timeout
-        self.connects = 0  # successful (re)subscriptions, for tests and metrics
-        self._conn: RpcConnection | None = None
+
+class LogsSub(LogsSubscription, _Sink):
+    def __init__(self, query: Mapping[str, Any], sink: Callable[[Any], None], generation: int):
+        super().__init__(
+            address=query.get("address"), topics=query.get("topics"), label=_label("logs")
+        )
+        self.sink = sink
+        self.generation = generation
+
+
+class HeadsSub(NewHeadsSubscription, _Sink):
+    def __init__(self, sink: Callable[[Any], None], generation: int) -> None:
+        super().__init__(label=_label("heads"))
+        self.sink = sink
+        self.generation = generation
+
+
+def _label(kind: str) -> str:
+    return f"mecfed-{kind}-{next(_labels)}"
+
+
+@dataclass(frozen=True)
+class ConnectionLost:
+    """Put in a stream's inbox when connection ``generation`` ended."""
+
+    generation: int
+
+
+class _End:
+    pass
+
+
+_END = _End()
+
+
+class LogStream:
+    """Decoded logs matching a node-side filter, from ``from_block`` (None:
+    from the next block), surviving reconnects. ``async for event in
+    stream``; ``await stream.close()`` ends it (from any task)."""
+
+    def __init__(
+        self,
+        client: ChainClient,
+        query: Mapping[str, Any],
+        from_block: int | None,
+        decoder: EventDecoder,
+    ) -> None:
+        self._client = client
+        self.query = dict(query)
+        self._decoder = decoder
+        self._origin = from_block  # nothing before this block is delivered
+        self.cursor = from_block  # replay from here (inclusive)
+        self.connects = 0  # sessions that got live, for tests and metrics
+        self._seen: dict[tuple[int, int], bytes] = {}  # (block, index) -> block hash
+        self._top = -1  # highest block delivered
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._out: asyncio.Queue[Event | _End | BaseException] = asyncio.Queue()
+        self._live = asyncio.Event()
         self._closed = False
-        self._stop = asyncio.Event()  # wakes the reconnect backoff on close()
-        self._live = asyncio.Event()  # set while subscribed and past back-fill
+        self._sub: LogsSub | None = None
+        self._task = asyncio.create_task(self._run(), name=f"logs {self.query}")
 
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self._run()
+    # -- consumer side --------------------------------------------------------
 
-    async def close(self) -> None:
-        """Ends iteration (from any task) and releases the connection."""
-        self._closed = True
-        self._stop.set()
-        if self._conn is not None:
-            await self._conn.close()
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self._out.get()
+        if isinstance(item, _End):
+            self._out.put_nowait(item)  # every later call ends too
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._out.put_nowait(_END)
+            raise item
+        return item
+
+    async def wait_live(self, timeout: float = 10.0) -> None:
+        """Waits until the stream is subscribed and caught up; events after
+        this are delivered live."""
+        await asyncio.wait_for(self._live.wait(), timeout)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    async def wait_live(self, timeout: float = 10.0) -> None:
-        """Waits until the stream is subscribed and has caught up (it connects
-        when first iterated); events after this are delivered live."""
-        await asyncio.wait_for(self._live.wait(), timeout)
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._task.cancel()
+        await asyncio.wait({self._task}, timeout=5)
+        await self._drop_subscription()
+        self._client._streams.discard(self)
+        self._out.put_nowait(_END)
 
-    async def drop_connection(self) -> None:
-        """Closes the socket but keeps the stream (it reconnects and replays).
-        For tests and for forcing a fresh connection after suspected staleness."""
-        if self._conn is not None:
-            await self._conn.disconnect()
+    # -- the subscription -----------------------------------------------------
 
-    async def _session(self, conn: RpcConnection) -> AsyncIterator[Any]:
-        raise NotImplementedError
-        yield  # pragma: no cover
-
-    async def _run(self) -> AsyncIterator[Any]:
+    async def _run(self) -> None:
         backoff = Backoff()
-        failures = 0  # consecutive failed attempts; only the first is a warning
-        while not self._closed:
-            conn = RpcConnection(self.ws_url, request_timeout=self.request_timeout)
-            self._conn = conn
-            connects = self.connects
-            try:
-                await conn.connect()
-                async for item in self._session(conn):
-                    yield item
-                reason: object = "stream ended"
-            except (*TRANSPORT_ERRORS, Unavailable) as exc:
-                reason = repr(exc)
-            finally:
-                self._live.clear()
-                await conn.close()
-            if self.connects > connects:  # it was subscribed: a fresh outage
-                backoff.reset()
-                failures = 0
-            if not self._closed:
-                level = logging.WARNING if failures == 0 else logging.DEBUG
-                log.log(level, "%s on %s lost (%s); reconnecting", self.kind, self.ws_url, reason)
-                failures += 1
-                await backoff.wait(self._stop)
+        failures = 0  # consecutive; only the first is a warning
+        try:
+            while not self._closed and not self._client._closing:
+                try:
+                    generation = await self._client._wait_connected(timeout=None)
+                    await self._session(generation)
+                    backoff.reset()  # the connection ended; a new one is coming
+                    failures = 0
+                except _RETRYABLE as exc:
+                    if self._closed or self._client._closing:
+                        return
+                    level = logging.WARNING if failures == 0 else logging.DEBUG
+                    log.log(level, "log subscription %s failed (%r); retrying", self.query, exc)
+                    failures += 1
+                    await self._drop_subscription()
+                    await backoff.wait(self._client._stop)
+                finally:
+                    self._live.clear()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug: let the consumer see it
+            self._out.put_nowait(exc)
+        finally:
+            self._out.put_nowait(_END)
 
-
-class LogStream(_Stream):
-    """Decoded logs of ``address`` matching ``topics``, from ``from_block``
-    (``None``: from the next block), surviving reconnects."""
-
-    kind = "log subscription"
-
-    def __init__(
-        self,
-        ws_url: str,
-        address: str | Sequence[str] | None,
-        topics: TopicFilter | None = None,
-        from_block: int | None = None,
-        decoder: Callable[[dict[str, Any]], Any] | None = None,
-        *,
-        request_timeout: float = 30.0,
-        getlogs_chunk: int = 5000,
-    ) -> None:
-        super().__init__(ws_url, request_timeout=request_timeout)
-        self.filter: dict[str, Any] = {}
-        if address is not None:
-            self.filter["address"] = (
-                to_checksum_address(address)
-                if isinstance(address, str)
-                else [to_checksum_address(a) for a in address]
-            )
-        if topics:
-            self.filter["topics"] = [_topic_param(t) for t in topics]
-        self.decoder = decoder
-        self.getlogs_chunk = getlogs_chunk
-        self.cursor = from_block  # first block not yet fully delivered
-        self.last: tuple[int, int] | None = None  # last delivered (block, logIndex)
-
-    def _accept(self, raw: Any) -> Any | None:
-        entry = normalize_log(raw)
-        if entry["removed"]:
-            return None  # reorged out; the canonical version arrives separately
-        key = (entry["blockNumber"], entry["logIndex"])
-        if self.last is not None and key <= self.last:
-            return None  # already delivered (back-fill / live overlap, replay)
-        self.last = key
-        self.cursor = key[0]
-        return self.decoder(entry) if self.decoder else AttrDict(entry)
-
-    async def _session(self, conn: RpcConnection) -> AsyncIterator[Any]:
-        # Subscribe before reading the head so no block falls between the two.
-        await conn.subscribe("logs", dict(self.filter))
-        head = to_int(await conn.request("eth_blockNumber", []))
-        if self.cursor is None:
-            self.cursor = head + 1
-        self.connects += 1
-        start = self.cursor
+    async def _session(self, generation: int) -> None:
+        client = self._client
+        self._sub = None  # one of an earlier connection is gone with it
+        sub = LogsSub(self.query, self._inbox.put_nowait, generation)
+        await client._subscribe(sub)
+        self._sub = sub
+        if client._generation != generation:
+            raise Unavailable("the connection changed while subscribing")
+        # The head is read after subscribing: a log the subscription missed
+        # (it came before the node knew of us) lies at or below it.
+        head = await client._request(lambda: client.w3.eth.block_number, "eth_blockNumber")
+        if self._origin is None:
+            self._origin = self.cursor = head + 1
+        assert self.cursor is not None
+        start = max(self._origin, self.cursor - REPLAY_OVERLAP_BLOCKS)
         while start <= head:
-            end = min(head, start + self.getlogs_chunk - 1)
-            query = {**self.filter, "fromBlock": hex(start), "toBlock": hex(end)}
-            try:
-                logs = await conn.request("eth_getLogs", [query], retry=False)
-            except RpcError as exc:
-                raise Unavailable(f"eth_getLogs back-fill failed: {exc}") from exc
-            for raw in sorted(
-                logs, key=lambda r: (to_int(r["blockNumber"]), to_int(r["logIndex"]))
-            ):
-                item = self._accept(raw)
-                if item is not None:
-                    yield item
+            end = min(head, start + GETLOGS_CHUNK - 1)
+            for raw in await client._get_raw_logs(self.query, start, end):
+                self._accept(raw)
             start = end + 1
-        self._live.set()
-        async for message in conn.notifications():
-            item = self._accept(message["result"])
-            if item is not None:
-                yield item
-
-
-class HeadStream(_Stream):
-    """New block headers (``number``, ``hash``, ``timestamp``, ...) as dicts
-    with int quantities. Reconnects; heads missed while disconnected are not
-    replayed (callers use heads as wake-ups, not as a ledger)."""
-
-    kind = "newHeads subscription"
-
-    async def _session(self, conn: RpcConnection) -> AsyncIterator[Any]:
-        await conn.subscribe("newHeads")
+        self.cursor = max(self.cursor, head + 1)  # everything up to head is delivered
         self.connects += 1
         self._live.set()
-        async for message in conn.notifications():
-            head = dict(message["result"])
-            for key in ("number", "timestamp", "gasUsed", "gasLimit", "baseFeePerGas"):
-                if head.get(key) is not None:
-                    head[key] = to_int(head[key])
-            yield head
+        while True:
+            item = await self._inbox.get()
+            if isinstance(item, ConnectionLost):
+                if item.generation == generation:
+                    return
+                continue  # of an earlier connection
+            self._accept(item)
+
+    def _accept(self, raw: Mapping[str, Any]) -> None:
+        number, index = int(raw["blockNumber"]), int(raw["logIndex"])
+        block = bytes(HexBytes(raw["blockHash"]))
+        key = (number, index)
+        if raw.get("removed"):
+            if self._seen.get(key) == block:
+                del self._seen[key]  # reorged out; its replacement will be new
+            return
+        if self._seen.get(key) == block or number < self._top - DEDUP_BLOCKS:
+            return  # delivered already (back-fill/live overlap, replay)
+        if self._origin is not None and number < self._origin:
+            return
+        self._seen[key] = block
+        if number > self._top:
+            self._top = number
+            floor = number - DEDUP_BLOCKS
+            if len(self._seen) > 4 * DEDUP_BLOCKS:
+                self._seen = {k: v for k, v in self._seen.items() if k[0] >= floor}
+        if self.cursor is None or number > self.cursor:
+            self.cursor = number
+        event = self._decoder(raw)
+        if event is not None:
+            self._out.put_nowait(event)
+
+    async def _drop_subscription(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            await self._client._unsubscribe(sub)
+
+
+class HeadStream:
+    """New block heads as they arrive (wake-ups: not replayed after a
+    reconnect). ``async for head in stream``; ``await stream.close()``."""
+
+    def __init__(self, client: ChainClient) -> None:
+        self._client = client
+        self._queue: asyncio.Queue[Head | _End] = asyncio.Queue()
+        self._closed = False
+
+    def _push(self, head: Head) -> None:
+        if not self._closed:
+            self._queue.put_nowait(head)
+
+    def __aiter__(self) -> AsyncIterator[Head]:
+        return self
+
+    async def __anext__(self) -> Head:
+        item = await self._queue.get()
+        if isinstance(item, _End):
+            self._queue.put_nowait(item)
+            raise StopAsyncIteration
+        return item
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._client._head_streams.discard(self)
+            self._queue.put_nowait(_END)

@@ -1,4 +1,4 @@
-"""Fixtures: a real anvil (automine) per session and the compiled Counter."""
+"""Fixtures: a real anvil (automine) per session, clients, the compiled Counter."""
 
 from __future__ import annotations
 
@@ -69,6 +69,24 @@ async def client(anvil: Anvil) -> AsyncIterator[ChainClient]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
+async def other(anvil: Anvil) -> AsyncIterator[ChainClient]:
+    """A second client (another account, its own connection)."""
+    c = await ChainClient.connect(anvil.ws_url, anvil.dev_accounts[2])
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
 async def counter(client: ChainClient, counter_artifact: dict[str, Any]) -> Any:
-    contract, _ = await client.deploy(counter_artifact["abi"], counter_artifact["bytecode"])
-    return contract
+    """A fresh Counter, as a web3 contract object of ``client``."""
+    address, _ = await client.deploy(counter_artifact["abi"], counter_artifact["bytecode"])
+    return client.contract(address, counter_artifact["abi"])
+
+
+async def rpc(client: ChainClient, method: str, *params: Any) -> Any:
+    """A raw request (test-only methods such as evm_mine / anvil_*)."""
+    reply = await client.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+    assert "error" not in reply, reply
+    return reply.get("result")

@@ -1,18 +1,20 @@
-"""Log subscriptions: node-side topic filters, back-fill, reconnect + replay."""
+"""Log streams on the client's one connection: node-side filters, back-fill,
+reconnect + replay (exactly once), reorgs, and unsubscribing at scale."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
 from typing import Any
 
+import psutil
 import pytest
-import pytest_asyncio
 
-from mecfed.chain import subscriptions
 from mecfed.chain.anvil import Anvil, free_port
-from mecfed.chain.client import ChainClient, address_topic, event_topic, uint_topic
+from mecfed.chain.client import ChainClient
+from mecfed.chain.events import Event, address_topic
 from mecfed.chain.subscriptions import LogStream
+from tests.chain.conftest import rpc
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -22,41 +24,57 @@ class Collector:
 
     def __init__(self, stream: LogStream) -> None:
         self.stream = stream
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         async for event in self.stream:
             await self.queue.put(event)
 
-    async def take(self, n: int, timeout: float = 10.0) -> list[Any]:
+    async def take(self, n: int, timeout: float = 10.0) -> list[Event]:
         return [await asyncio.wait_for(self.queue.get(), timeout) for _ in range(n)]
+
+    async def tags(self, n: int, timeout: float = 10.0) -> list[int]:
+        return [e.args["tag"] for e in await self.take(n, timeout)]
 
     async def close(self) -> None:
         await self.stream.close()
         await asyncio.wait_for(self.task, 5)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def other(anvil: Anvil) -> AsyncIterator[ChainClient]:
-    c = await ChainClient.connect(anvil.ws_url, anvil.dev_accounts[2])
-    try:
-        yield c
-    finally:
-        await c.close()
+def _topic(client: ChainClient, counter: Any, event: str) -> str:
+    return client._codec(counter.abi).events.topic(event)  # type: ignore[union-attr]
+
+
+def _uint(value: int) -> str:
+    return "0x" + value.to_bytes(32, "big").hex()
+
+
+async def _disconnected(client: ChainClient) -> None:
+    for _ in range(500):
+        if not client._connected.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the client did not notice the drop")
+
+
+def _connections(port: int) -> int:
+    """TCP connections of this process to ``port``."""
+    return sum(
+        1
+        for c in psutil.Process().net_connections(kind="tcp")
+        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    )
 
 
 async def test_filter_by_indexed_topic(
     client: ChainClient, other: ChainClient, counter: Any
 ) -> None:
-    bumped = event_topic(counter.abi, "Bumped")
-    start = await client.block_number() + 1
+    bumped = _topic(client, counter, "Bumped")
+    start = await client.w3.eth.block_number + 1
     # Only tag 42 from `other`: both indexed arguments filtered on the node.
-    stream = client.subscribe_logs(
-        counter.address,
-        [bumped, address_topic(other.address), uint_topic(42)],
-        from_block=start,
-        abi=counter.abi,
+    stream = client.logs(
+        counter.address, [bumped, address_topic(other.address), _uint(42)], start, counter.abi
     )
     got = Collector(stream)
     mine = other.contract(counter.address, counter.abi)
@@ -67,11 +85,11 @@ async def test_filter_by_indexed_topic(
         await other.transact(mine.functions.inc())  # tag 0
         await other.transact(mine.functions.bump(42))
         events = await got.take(2)
-        assert [e["event"] for e in events] == ["Bumped", "Bumped"]
-        assert all(e["args"]["tag"] == 42 and e["args"]["by"] == other.address for e in events)
+        assert [e.name for e in events] == ["Bumped", "Bumped"]
+        assert all(e.args["tag"] == 42 and e.args["by"] == other.address for e in events)
         await other.transact(mine.functions.bump(42))  # sentinel: nothing else queued before
         (sentinel,) = await got.take(1)
-        assert sentinel["args"]["count"] == events[1]["args"]["count"] + 1
+        assert sentinel.args["count"] == events[1].args["count"] + 1
         assert got.queue.empty()
     finally:
         await got.close()
@@ -81,79 +99,212 @@ async def test_backfill_then_live(client: ChainClient, counter: Any) -> None:
     first = await client.transact(counter.functions.bump(1))
     await client.transact(counter.functions.bump(2))
     await client.transact(counter.functions.bump(3))
-    stream = client.subscribe_logs(counter.address, from_block=first.block_number, abi=counter.abi)
+    stream = client.logs(counter.address, None, first.block_number, counter.abi)
     got = Collector(stream)
     try:
-        past = await got.take(3)
-        assert [e["args"]["tag"] for e in past] == [1, 2, 3]
+        assert await got.tags(3) == [1, 2, 3]
         await client.transact(counter.functions.bump(4))
-        (live,) = await got.take(1)
-        assert live["args"]["tag"] == 4
+        assert await got.tags(1) == [4]
         assert stream.connects == 1
+        past = await client.get_logs(
+            counter.address, None, first.block_number, "latest", counter.abi
+        )
+        assert [e.args["tag"] for e in past] == [1, 2, 3, 4]
     finally:
         await got.close()
 
 
-async def test_reconnect_replays_gap_exactly_once(
-    client: ChainClient, counter: Any, monkeypatch: pytest.MonkeyPatch
+async def test_one_connection_carries_every_stream(
+    client: ChainClient, counter: Any, anvil: Anvil
 ) -> None:
-    stream = client.subscribe_logs(counter.address, from_block=None, abi=counter.abi)
-    got = Collector(stream)
+    assert anvil.port is not None
+    before = _connections(anvil.port)
+    streams = [client.logs(counter.address, None, None, counter.abi) for _ in range(5)]
+    heads = [client.heads() for _ in range(3)]
+    for stream in streams:
+        await stream.wait_live()
+    assert _connections(anvil.port) == before  # no socket per stream
+    await client.transact(counter.functions.bump(7))
+    for stream in streams:
+        assert (await asyncio.wait_for(stream.__anext__(), 5)).args["tag"] == 7
+    for head in heads:
+        await asyncio.wait_for(head.__anext__(), 5)
+        await head.close()
+    for stream in streams:
+        await stream.close()
+    assert len(client.w3.subscription_manager.subscriptions) == 1  # the shared heads
+
+
+async def test_reconnect_replays_the_gap_exactly_once(
+    client: ChainClient, other: ChainClient, counter: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The socket drops (no closing handshake); events are emitted while the
+    client is down; after the reconnection every stream on the connection
+    delivers each of them once, and a request made meanwhile completes."""
+    mine = other.contract(counter.address, counter.abi)
+    bumped = _topic(client, counter, "Bumped")
+    everything = Collector(client.logs(counter.address, None, None, counter.abi))
+    tag3 = Collector(client.logs(counter.address, [bumped, None, _uint(3)], None, counter.abi))
+    by_other = Collector(
+        client.logs(counter.address, [bumped, address_topic(other.address)], None, counter.abi)
+    )
+    heads = client.heads()
+    collectors = (everything, tag3, by_other)
     try:
-        await stream.wait_live()  # from_block=None: only events from now on
-        await client.transact(counter.functions.bump(1))
-        assert [e["args"]["tag"] for e in await got.take(1)] == [1]
+        for c in collectors:
+            await c.stream.wait_live()  # from_block None: only events from now on
+        await other.transact(mine.functions.bump(1))
+        assert await everything.tags(1) == [1] and await by_other.tags(1) == [1]
 
-        # Hold reconnects until the gap has events in it.
         gate = asyncio.Event()
-        real_connect = subscriptions.RpcConnection.connect
+        provider = client._provider
+        real_connect = provider._provider_specific_connect
 
-        async def gated_connect(self: Any, *args: Any, **kwargs: Any) -> None:
+        async def gated() -> None:
             await gate.wait()
-            await real_connect(self, *args, **kwargs)
+            await real_connect()
 
-        monkeypatch.setattr(subscriptions.RpcConnection, "connect", gated_connect)
-        await stream.drop_connection()
-        for tag in (2, 3, 4):  # emitted while the stream is disconnected
-            await client.transact(counter.functions.bump(tag))
+        monkeypatch.setattr(provider, "_provider_specific_connect", gated)
+        generation = client._generation
+        provider.abort()
+        await _disconnected(client)
+        waiting = asyncio.create_task(client.call(counter.functions.count()))
+        for tag in (2, 3, 4):  # emitted while the client is disconnected
+            await other.transact(mine.functions.bump(tag))
         await asyncio.sleep(0.2)
-        assert got.queue.empty() and stream.connects == 1
+        assert all(c.queue.empty() and c.stream.connects == 1 for c in collectors)
+        assert not waiting.done()
         gate.set()
 
-        await client.transact(counter.functions.bump(5))
-        tags = [e["args"]["tag"] for e in await got.take(4)]
-        assert tags == [2, 3, 4, 5]
-        await client.transact(counter.functions.bump(6))  # no duplicate before it
-        assert [e["args"]["tag"] for e in await got.take(1)] == [6]
-        assert got.queue.empty()
-        assert stream.connects == 2
+        await other.transact(mine.functions.bump(5))
+        assert await everything.tags(4) == [2, 3, 4, 5]
+        assert await by_other.tags(4) == [2, 3, 4, 5]
+        assert await tag3.tags(1) == [3]
+        assert await asyncio.wait_for(waiting, 10) >= 4  # answered after the reconnection
+        await other.transact(mine.functions.bump(6))  # no duplicate before it
+        assert await everything.tags(1) == [6] and await by_other.tags(1) == [6]
+        assert all(c.queue.empty() and c.stream.connects == 2 for c in collectors)
+        assert tag3.queue.empty()
+        assert client._generation == generation + 1 and client.reconnects >= 1
+        # The heads stream lives on across the reconnection.
+        receipt = await client.transact(counter.functions.inc())
+        head = await asyncio.wait_for(heads.__anext__(), 5)
+        while head.number < receipt.block_number:
+            head = await asyncio.wait_for(heads.__anext__(), 5)
     finally:
-        await got.close()
+        for c in collectors:
+            await c.close()
+        await heads.close()
 
 
 async def test_survives_node_restart(counter_artifact: dict[str, Any], tmp_path: Any) -> None:
-    """A real dropped socket: anvil stops (state saved) and comes back on the
-    same port; events emitted before the stream reconnects are replayed."""
+    """A real outage: anvil stops (state saved) and comes back on the same
+    port; events emitted before the stream reconnects are replayed."""
     state = str(tmp_path / "state.json")
     port = free_port("127.0.0.1")
     node = await Anvil(port=port, extra_args=["--state", state]).start()
     client = await ChainClient.connect(node.ws_url, node.dev_accounts[0])
     try:
-        counter, _ = await client.deploy(counter_artifact["abi"], counter_artifact["bytecode"])
-        stream = client.subscribe_logs(counter.address, from_block=0, abi=counter.abi)
+        address, _ = await client.deploy(counter_artifact["abi"], counter_artifact["bytecode"])
+        counter = client.contract(address, counter_artifact["abi"])
+        stream = client.logs(address, None, 0, counter.abi)
         got = Collector(stream)
         await client.transact(counter.functions.bump(1))
-        assert [e["args"]["tag"] for e in await got.take(1)] == [1]
+        assert await got.tags(1) == [1]
         await node.stop()
         node = await Anvil(port=port, extra_args=["--state", state]).start()
         for tag in (2, 3):
-            await client.transact(counter.functions.bump(tag))  # client reconnects too
-        assert [e["args"]["tag"] for e in await got.take(2, timeout=20)] == [2, 3]
+            await client.transact(counter.functions.bump(tag))  # waits for the reconnection
+        assert await got.tags(2, timeout=20) == [2, 3]
         assert stream.connects >= 2
         await client.transact(counter.functions.bump(4))
-        assert [e["args"]["tag"] for e in await got.take(1)] == [4]
+        assert await got.tags(1) == [4]
         assert got.queue.empty()
         await got.close()
     finally:
         await client.close()
         await node.stop()
+
+
+async def test_reorg_delivers_the_new_canonical_logs(anvil: Anvil, counter: Any) -> None:
+    """anvil_reorg replaces the last blocks; anvil pushes no removed logs
+    but does push the new blocks' logs, which sit at positions already seen
+    (same block number and log index, another block hash): they are
+    delivered, and a replay after a reconnect does not repeat them."""
+    async with await ChainClient.connect(anvil.ws_url, anvil.dev_accounts[4]) as client:
+        mine = client.contract(counter.address, counter.abi)
+        stream = client.logs(counter.address, None, None, counter.abi)
+        got = Collector(stream)
+        try:
+            await stream.wait_live()
+            receipts = [await client.transact(mine.functions.bump(t)) for t in (1, 2, 3)]
+            assert await got.tags(3) == [1, 2, 3]
+            # Blocks of bumps 2 and 3 replaced by one block with bump(99).
+            replaced = await client.w3.eth.get_transaction(receipts[1].tx_hash)  # type: ignore[arg-type]
+            tx = await mine.functions.bump(99).build_transaction(
+                {
+                    "from": client.address,
+                    "nonce": replaced["nonce"],
+                    "gas": 200_000,
+                    "chainId": client.chain_id,
+                    "maxFeePerGas": 10**11,
+                    "maxPriorityFeePerGas": 1,
+                }
+            )
+            tx.pop("from")
+            raw = client.account.sign_transaction(tx).raw_transaction.to_0x_hex()
+            await rpc(client, "anvil_reorg", 2, [[raw, 1]])
+            (event,) = await got.take(1)
+            assert event.args["tag"] == 99 and event.block_number == receipts[2].block_number
+            client._nonce = None  # the reorg rewound the account's nonce
+            client._provider.abort()  # replay overlaps the reorged blocks: no repeats
+            await client.transact(mine.functions.bump(100))
+            assert await got.tags(1) == [100]
+            assert got.queue.empty() and stream.connects == 2
+        finally:
+            await got.close()
+
+
+async def test_many_streams_open_and_close(client: ChainClient, counter: Any) -> None:
+    """Unsubscribing does not wedge web3's subscription manager (stock
+    ``unsubscribe()`` hangs after 500)."""
+    start = time.monotonic()
+    for _ in range(40):
+        streams = [client.logs(counter.address, None, None, counter.abi) for _ in range(15)]
+        for stream in streams:
+            await stream.wait_live()
+        await asyncio.gather(*(s.close() for s in streams))
+    assert time.monotonic() - start < 30
+    assert len(client.w3.subscription_manager.subscriptions) == 1
+    assert not client._streams
+
+
+def _raw(block: int, index: int, block_hash: str = "33", removed: bool = False) -> dict[str, Any]:
+    return {
+        "address": "0x" + "11" * 20,
+        "topics": [bytes.fromhex("22" * 32)],
+        "data": b"",
+        "blockNumber": block,
+        "blockHash": bytes.fromhex(block_hash * 32),
+        "logIndex": index,
+        "transactionIndex": 0,
+        "transactionHash": bytes.fromhex("44" * 32),
+        "removed": removed,
+    }
+
+
+async def test_dedup_by_position_and_block_hash(client: ChainClient, counter: Any) -> None:
+    stream = client.logs(counter.address, None, 1, counter.abi)
+    await stream.close()
+    seen: list[tuple[int, int]] = []
+    stream._decoder = lambda raw: seen.append((raw["blockNumber"], raw["logIndex"]))  # type: ignore[assignment,misc,return-value]
+    stream._accept(_raw(5, 0))
+    stream._accept(_raw(5, 0))  # duplicate
+    stream._accept(_raw(5, 1, removed=True))  # reorged out
+    stream._accept(_raw(5, 1))
+    stream._accept(_raw(5, 1, "55"))  # the same position in a replacing block
+    stream._accept(_raw(5, 0, "33", removed=True))  # removed: forgotten...
+    stream._accept(_raw(5, 0))  # ...so it is new if it comes back
+    stream._accept(_raw(0, 0))  # before from_block
+    assert seen == [(5, 0), (5, 1), (5, 1), (5, 0)]
+    assert stream.cursor == 5

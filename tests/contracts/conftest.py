@@ -138,16 +138,16 @@ class Chain:
         data = info.value.data
         return data if isinstance(data, str) else data["data"]
 
-    def reverts_mined(self, error: str, call: Any, sender: Actor | str) -> Any:
+    def reverts_mined(self, error: str, call: Any, sender: Actor | str, value: int = 0) -> Any:
         """Like `reverts`, but the transaction is really mined (no gas estimation), so it runs
         with the block environment set up beforehand (e.g. evm_setNextBlockTimestamp). The revert
         reason is recovered by replaying the call on that block."""
         addr = sender if isinstance(sender, str) else sender.address
-        tx = call.transact({"from": addr, "gas": 1_000_000})
+        tx = call.transact({"from": addr, "gas": 1_000_000, "value": value})
         rcpt = self.w3.eth.wait_for_transaction_receipt(tx)
         assert rcpt.status == 0, "transaction unexpectedly succeeded"
         with pytest.raises(ContractCustomError) as info:
-            call.call({"from": addr}, block_identifier=rcpt.blockNumber)
+            call.call({"from": addr, "value": value}, block_identifier=rcpt.blockNumber)
         assert self.error_name(info.value) == error, (error, info.value)
         return rcpt
 
@@ -319,5 +319,54 @@ def service(s: Setup, sid: bytes) -> dict[str, Any]:
         "bestPrice",
         "round",
         "confirmWindow",
+        "biddingWindow",
+        "quorum",
     ]
     return dict(zip(keys_, v, strict=True))
+
+
+# Storage layout of Federation (checked against serviceOf by `auction_word`): `_services` is the
+# mapping at slot 6; a Service's auction word is its second slot.
+SERVICES_SLOT = 6
+AUCTION_FIELDS = [  # (name, bits), from the least significant bit up
+    ("bestPrice", 96),
+    ("best", 32),
+    ("deadline", 40),
+    ("confirmWindow", 32),
+    ("quorum", 16),
+    ("bidCount", 16),
+    ("round", 16),
+    ("state", 8),
+]
+
+
+def auction_slot(sid: bytes) -> int:
+    return int.from_bytes(keccak(sid + SERVICES_SLOT.to_bytes(32, "big")), "big") + 1
+
+
+def auction_word(s: Setup, sid: bytes) -> dict[str, int]:
+    """The decoded auction word of `sid`, asserted consistent with serviceOf (so a layout
+    change fails here, not silently in a test that writes storage)."""
+    raw = s.chain.w3.eth.get_storage_at(s.fed.address, auction_slot(sid))
+    word, fields, shift = int.from_bytes(raw, "big"), {}, 0
+    for name, bits in AUCTION_FIELDS:
+        fields[name] = (word >> shift) & ((1 << bits) - 1)
+        shift += bits
+    assert shift == 256
+    v = service(s, sid)
+    for name in ("deadline", "confirmWindow", "quorum", "bidCount", "round"):
+        assert fields[name] == v[name], (name, fields, v)
+    return fields
+
+
+def set_auction_word(s: Setup, sid: bytes, **changes: int) -> None:
+    fields = {**auction_word(s, sid), **changes}
+    word, shift = 0, 0
+    for name, bits in AUCTION_FIELDS:
+        assert 0 <= fields[name] < 1 << bits
+        word |= fields[name] << shift
+        shift += bits
+    s.chain.rpc(
+        "anvil_setStorageAt",
+        [s.fed.address, hex(auction_slot(sid)), "0x" + word.to_bytes(32, "big").hex()],
+    )

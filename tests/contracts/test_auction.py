@@ -279,6 +279,8 @@ def test_confirm_window_over_then_reopen(setup: Setup) -> None:
     c.reverts("ConfirmWindowOver", fed.functions.confirmDeployment(sid, b"e"), p1)
     c.reverts("NotConsumer", fed.functions.reopen(sid, 600), p2)
     c.reverts("InvalidWindow", fed.functions.reopen(sid, 0), cons)
+    c.reverts("InvalidWindow", fed.functions.reopen(sid, 30 * 86400 + 1), cons)
+    c.reverts("UnknownService", fed.functions.reopen(b"\x06" * 32, 600), cons)
     rcpt = c.send(fed.functions.reopen(sid, 600), cons)
     (ev,) = c.events(fed, rcpt, "ServiceReopened")
     assert (ev.args.excluded, ev.args.round, ev.args.consumer) == (p1.address, 1, cons.address)
@@ -290,22 +292,49 @@ def test_confirm_window_over_then_reopen(setup: Setup) -> None:
     c.reverts("NotEligible", bid(sid, PRICE, b"e"), p1)  # excluded failed winner
     c.reverts("NotEligible", bid(sid, PRICE, b"e"), p4)  # did not bid before
     c.reverts("OwnService", bid(sid, PRICE, b"e"), cons)
-    place_bid(setup, p3, sid, 8 * PRICE)  # new round: any price up to max, count restarts
-    place_bid(setup, p2, sid, 7 * PRICE)
-    c.reverts("BidNotLower", bid(sid, 7 * PRICE, b"e"), p2)
+    # new round: any price up to max, count restarts; its quorum is the 2 eligible bidders
+    assert service(setup, sid)["quorum"] == 2 and service(setup, sid)["k"] == 3
+    place_bid(setup, p3, sid, 8 * PRICE)
+    c.reverts("BidNotLower", bid(sid, 8 * PRICE, b"e"), p3)
     v = service(setup, sid)
-    assert (
-        v["bidCount"] == 2 and v["winner"] == p2.address and v["state"] == OPEN
-    )  # k=3 not reached
-    c.advance(601)
-    assert fed.functions.stateOf(sid).call() == AWARDED
+    assert (v["bidCount"], v["winner"], v["state"]) == (1, p3.address, OPEN)
+    rcpt = place_bid(setup, p2, sid, 7 * PRICE)  # the last eligible bidder closes the round
+    (aw,) = c.events(fed, rcpt, "ServiceAwarded")
+    assert (aw.args.provider, aw.args.price) == (p2.address, 7 * PRICE)
+    ts = c.w3.eth.get_block(rcpt.blockNumber)["timestamp"]
+    v = service(setup, sid)
+    assert (v["bidCount"], v["state"], v["deadline"], v["confirmDeadline"]) == (
+        2,
+        AWARDED,
+        ts,
+        ts + 300,
+    )
+    c.reverts("WrongState", bid(sid, 6 * PRICE, b"e"), p2)
     c.reverts("NotWinner", fed.functions.confirmDeployment(sid, b"e"), p1)
     c.send(fed.functions.confirmDeployment(sid, b"e"), p2)
     assert fed.functions.credits(p2.address).call() == 7 * PRICE
     assert fed.functions.credits(p1.address).call() == 0
     assert fed.functions.credits(cons.address).call() == MAXP - 7 * PRICE
-    # second failure: both p1 and the round-1 bidders' history are kept
+    # the round-0 history of p1 and p3 is kept
+    assert fed.functions.bidOf(sid, p1.address).call() == [3 * PRICE, 0, False, True]
     assert fed.functions.bidOf(sid, p2.address).call() == [7 * PRICE, 1, True, False]
+    assert fed.functions.bidOf(sid, p3.address).call() == [8 * PRICE, 1, True, False]
+
+
+def test_new_round_closes_at_deadline_without_its_quorum(setup: Setup) -> None:
+    c, fed = setup.chain, setup.fed
+    cons, p1, p2, p3 = setup.members[:4]
+    sid, _ = announce(setup, cons, k=3, bidding=600, confirm=60)
+    for i, p in enumerate((p1, p2, p3)):
+        place_bid(setup, p, sid, (3 + i) * PRICE)
+    c.advance(61)
+    c.send(fed.functions.reopen(sid, 100), cons)
+    place_bid(setup, p3, sid, 9 * PRICE)  # 1 of the 2 eligible bidders
+    c.advance(101)
+    assert fed.functions.stateOf(sid).call() == AWARDED
+    v = service(setup, sid)
+    assert (v["winner"], v["bestPrice"], v["bidCount"]) == (p3.address, 9 * PRICE, 1)
+    c.send(fed.functions.confirmDeployment(sid, b"e"), p3)
 
 
 def test_reopen_twice_keeps_exclusions(setup: Setup) -> None:
@@ -322,8 +351,13 @@ def test_reopen_twice_keeps_exclusions(setup: Setup) -> None:
     c.send(fed.functions.reopen(sid, 600), cons)
     c.reverts("NotEligible", fed.functions.bid(sid, PRICE, b"e"), p1)
     c.reverts("NotEligible", fed.functions.bid(sid, PRICE, b"e"), p2)
-    place_bid(setup, p3, sid, 9 * PRICE)  # round-0 bidder that skipped round 1 is still eligible
-    assert service(setup, sid)["round"] == 2
+    assert service(setup, sid)["quorum"] == 1  # p3 is the only eligible bidder left
+    # a round-0 bidder that skipped round 1 is still eligible; as the last one it closes
+    rcpt = place_bid(setup, p3, sid, 9 * PRICE)
+    (aw,) = c.events(fed, rcpt, "ServiceAwarded")
+    assert (aw.args.provider, aw.args.price) == (p3.address, 9 * PRICE)
+    v = service(setup, sid)
+    assert (v["round"], v["state"], v["winner"]) == (2, AWARDED, p3.address)
 
 
 def test_cancel(setup: Setup) -> None:
@@ -344,10 +378,27 @@ def test_cancel(setup: Setup) -> None:
     assert fed.functions.stateOf(sid2).call() == OPEN
     c.send(fed.functions.cancel(sid2), cons)
     assert fed.functions.credits(cons.address).call() == 2 * MAXP
-    # awarded: not cancellable
-    sid3, _ = announce(setup, cons, k=1)
+    # awarded: not cancellable while the winner may still confirm (until its deadline)...
+    sid3, _ = announce(setup, cons, k=1, confirm=300)
     place_bid(setup, p1, sid3, PRICE)
     c.reverts("WrongState", fed.functions.cancel(sid3), cons)
+    c.set_next_timestamp(service(setup, sid3)["confirmDeadline"])
+    c.reverts_mined("WrongState", fed.functions.cancel(sid3), cons)
+    # ...but once the confirm deadline passed unconfirmed, the consumer may cancel directly
+    # (the same outcome as reopen + cancel, also when no round is left)
+    c.advance(1)
+    rcpt = c.send(fed.functions.cancel(sid3), cons)
+    assert [e.args.id for e in c.events(fed, rcpt, "ServiceCancelled")] == [sid3]
+    assert fed.functions.stateOf(sid3).call() == CANCELLED
+    assert fed.functions.credits(cons.address).call() == 3 * MAXP
+    assert fed.functions.credits(p1.address).call() == 0
+    c.reverts("WrongState", fed.functions.confirmDeployment(sid3, b"e"), p1)
+    c.reverts("WrongState", fed.functions.reopen(sid3, 60), cons)
+    # deployed: not cancellable
+    sid4, _ = announce(setup, cons, k=1)
+    place_bid(setup, p1, sid4, PRICE)
+    c.send(fed.functions.confirmDeployment(sid4, b"e"), p1)
+    c.reverts("WrongState", fed.functions.cancel(sid4), cons)
 
 
 def test_terminate(setup: Setup) -> None:
