@@ -9,6 +9,7 @@ and chain addresses for authorisation.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 
@@ -109,6 +110,8 @@ async def connect_chain_transport(
     missing = {"ws_url", "contract", "keystore", "password_file"} - set(chain)
     if missing:
         raise ValueError(f"chain backend needs config.chain keys {sorted(missing)}")
+    # web3 logs every connect and subscribe at INFO.
+    logging.getLogger("web3").setLevel(logging.WARNING)
     account = load_key(chain["keystore"], chain["password_file"])
     client = await ChainClient.connect(chain["ws_url"], account, status_for=status_for)
     period = chain.get("block_period")
