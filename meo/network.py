@@ -185,7 +185,12 @@ _REASONS = {
 
 def _reason(exc: BaseException) -> str:
     """What a netlink or OS error means for the step, in our words."""
-    code = exc.code if isinstance(exc, NetlinkError) else getattr(exc, "errno", None)
+    if isinstance(exc, NetlinkError):
+        code = exc.code
+    elif isinstance(exc, OSError):
+        code = exc.errno
+    else:
+        return "an unexpected error"
     if code in _REASONS:
         return _REASONS[code]
     return f"the kernel refused it (error {code})" if code else "an unexpected error"

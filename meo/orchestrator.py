@@ -35,7 +35,6 @@ from mecfed.model import (
 )
 from mecfed.model.checks import require_underlay_ip
 from mecfed.tracing import tracer as make_tracer
-from mecfed.wire.orchestrator import DEFAULT_CANDIDATES
 from meo.alloc import OverlayAllocator
 from meo.apps import Apps
 from meo.network import NetworkOps
@@ -116,9 +115,7 @@ class Orchestrator:
         """Provider: the app's replicas and this end of the overlay."""
         return await self._overlays.deploy(order)
 
-    async def reserve_overlay(
-        self, federation_id: str, count: int = DEFAULT_CANDIDATES
-    ) -> OverlayReservation:
+    async def reserve_overlay(self, federation_id: str, count: int) -> OverlayReservation:
         """Consumer: ``count`` tunnel candidates and a /24 for a new federation."""
         return await self._overlays.reserve(federation_id, count)
 

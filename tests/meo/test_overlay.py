@@ -450,3 +450,15 @@ async def test_status_of_both_ends(env):
     assert status.local_endpoint == dep.provider_endpoint
     assert status.remote_endpoint.vni == 1234
     assert status.remote_endpoint.underlay_ip == PEER_UNDERLAY
+
+
+async def test_an_attached_app_can_neither_scale_nor_go(env):
+    _, connect = await _reserved(env)
+    await env.stub.ConnectOverlay(connect)
+    for call in (
+        env.stub.ScaleApp(pb.ScaleAppRequest(name="client", replicas=3)),
+        env.stub.DeleteApp(pb.DeleteAppRequest(name="client")),
+    ):
+        code, details = await code_of(call)
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "federation(s) f" in details
+    assert len((await env.stub.GetApp(pb.GetAppRequest(name="client"))).instances) == 2
