@@ -31,29 +31,36 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mecfed.errors import InvalidArgument, ResourceExhausted
+from mecfed.errors import AlreadyExists, ResourceExhausted
+from mecfed.model import TunnelCandidate
+from mecfed.model.checks import (
+    MAX_APP_IPS,
+    MAX_CANDIDATES,
+    MAX_TUNNEL_PORT,
+    MAX_VNI,
+    MIN_TUNNEL_PORT,
+    MIN_VNI,
+    require_range,
+)
 from meo.network import VxlanInfo
 
-MAX_CANDIDATES = 16
-CONSUMER_FIRST, PROVIDER_FIRST, HALF = 1, 129, 126
-
-
-@dataclass(frozen=True)
-class Candidate:
-    vni: int
-    port: int
+CONSUMER_FIRST, PROVIDER_FIRST, HALF = 1, 129, MAX_APP_IPS
 
 
 @dataclass
 class Reservation:
+    """What one federation holds on this host: the consumer's candidates and
+    subnet until connected (then the chosen candidate), or the provider's
+    chosen candidate."""
+
     federation_id: str
-    candidates: list[Candidate]
+    candidates: list[TunnelCandidate]
     subnet: str | None = None  # consumer side only
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "federation_id": self.federation_id,
-            "candidates": [[c.vni, c.port] for c in self.candidates],
+            "candidates": [[c.vni, c.udp_port] for c in self.candidates],
             "subnet": self.subnet,
         }
 
@@ -61,7 +68,7 @@ class Reservation:
     def from_dict(cls, raw: dict[str, Any]) -> Reservation:
         return cls(
             federation_id=raw["federation_id"],
-            candidates=[Candidate(int(v), int(p)) for v, p in raw["candidates"]],
+            candidates=[TunnelCandidate(int(v), int(p)) for v, p in raw["candidates"]],
             subnet=raw.get("subnet"),
         )
 
@@ -95,11 +102,13 @@ class OverlayAllocator:
     def __post_init__(self) -> None:
         self._lock = asyncio.Lock()
         lo, hi = self.vni_range
-        if not 1 <= lo <= hi <= 16_777_215:
-            raise ValueError(f"vni_range {self.vni_range} outside 1..16777215")
+        if not MIN_VNI <= lo <= hi <= MAX_VNI:
+            raise ValueError(f"vni_range {self.vni_range} outside {MIN_VNI}..{MAX_VNI}")
         plo, phi = self.port_range
-        if not 1024 <= plo <= phi <= 65535:
-            raise ValueError(f"vxlan_port_range {self.port_range} outside 1024..65535")
+        if not MIN_TUNNEL_PORT <= plo <= phi <= MAX_TUNNEL_PORT:
+            raise ValueError(
+                f"vxlan_port_range {self.port_range} outside {MIN_TUNNEL_PORT}..{MAX_TUNNEL_PORT}"
+            )
         pool = ipaddress.IPv4Network(self.overlay_pool)
         if pool.prefixlen > 24:
             raise ValueError(f"overlay_pool {self.overlay_pool} is smaller than a /24")
@@ -110,13 +119,12 @@ class OverlayAllocator:
         ports = {x.port for x in links}
         for r in self.reservations.values():
             vnis.update(c.vni for c in r.candidates)
-            ports.update(c.port for c in r.candidates)
+            ports.update(c.udp_port for c in r.candidates)
         return vnis, ports
 
     async def reserve(self, federation_id: str, count: int) -> Reservation:
         """Consumer: reserve ``count`` candidates and a /24 subnet."""
-        if not 1 <= count <= MAX_CANDIDATES:
-            raise InvalidArgument(f"candidates is {count}; it must be between 1 and 16")
+        require_range(count, "candidates", 1, MAX_CANDIDATES)
         async with self._lock:
             if federation_id in self.reservations:
                 return self.reservations[federation_id]  # retried call: same answer
@@ -147,7 +155,7 @@ class OverlayAllocator:
             subnet = self._free_subnet()
             res = Reservation(
                 federation_id,
-                [Candidate(v, p) for v, p in zip(vnis, free_ports, strict=False)],
+                [TunnelCandidate(v, p) for v, p in zip(vnis, free_ports, strict=False)],
                 subnet,
             )
             self.reservations[federation_id] = res
@@ -161,15 +169,15 @@ class OverlayAllocator:
         raise ResourceExhausted(f"overlay pool {self.overlay_pool} has no free /24 left")
 
     async def claim_first_free(
-        self, federation_id: str, candidates: Iterable[Candidate]
-    ) -> Candidate:
+        self, federation_id: str, candidates: Iterable[TunnelCandidate]
+    ) -> TunnelCandidate:
         """Provider: take the first candidate free on this host."""
         async with self._lock:
             if federation_id in self.reservations:
-                raise InvalidArgument(f"federation {federation_id} already holds a tunnel here")
+                raise AlreadyExists(f"federation {federation_id} already holds a tunnel here")
             used_vnis, used_ports = await self._used()
             for c in candidates:
-                if c.vni not in used_vnis and c.port not in used_ports:
+                if c.vni not in used_vnis and c.udp_port not in used_ports:
                     self.reservations[federation_id] = Reservation(federation_id, [c])
                     return c
             raise ResourceExhausted(
@@ -177,7 +185,7 @@ class OverlayAllocator:
                 "(VNI or UDP port already in use)"
             )
 
-    async def narrow(self, federation_id: str, chosen: Candidate) -> None:
+    async def narrow(self, federation_id: str, chosen: TunnelCandidate) -> None:
         """Consumer: keep only the candidate the provider chose."""
         async with self._lock:
             res = self.reservations.get(federation_id)

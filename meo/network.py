@@ -18,6 +18,7 @@ network namespace the calling process (the MEO) runs in.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import ipaddress
 import logging
@@ -31,7 +32,7 @@ from opentelemetry.trace import Tracer
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from mecfed.errors import DeploymentFailed
+from mecfed.errors import DeploymentFailed, MecfedError
 from meo.nsutil import run_in_netns
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,34 @@ def _underlay_mtu(ipr: IPRoute, local_ip: str) -> int:
     return 1500
 
 
+_REASONS = {
+    errno.EEXIST: "a link of that name, or a VXLAN link with that VNI and UDP port, "
+    "already exists on this host",
+    errno.EADDRINUSE: "the UDP port is already in use on this host",
+    errno.EPERM: "not permitted (the MEO needs CAP_NET_ADMIN)",
+    errno.EACCES: "not permitted (the MEO needs CAP_NET_ADMIN)",
+    errno.ESRCH: "the app instance's process is gone",
+    errno.ENOENT: "the app instance or a link it needs is gone",
+    errno.ENODEV: "a link it needs is gone",
+    errno.EINVAL: "the kernel refused the link's settings",
+    errno.ENOMEM: "the kernel is out of memory",
+    errno.ENOBUFS: "the kernel is out of memory",
+}
+
+
+def _reason(exc: BaseException) -> str:
+    """What a netlink or OS error means for the step, in our words."""
+    if isinstance(exc, NetlinkError):
+        code = exc.code
+    elif isinstance(exc, OSError):
+        code = exc.errno
+    else:
+        return "an unexpected error"
+    if code in _REASONS:
+        return _REASONS[code]
+    return f"the kernel refused it (error {code})" if code else "an unexpected error"
+
+
 def setup_overlay(
     federation_id: str,
     *,
@@ -181,7 +210,8 @@ def setup_overlay(
     """Builds bridge, VXLAN and one veth per attachment; all or nothing.
 
     On any failure every link made so far is removed and DeploymentFailed
-    raised. ``fail_after(step)`` is a test hook called after each step.
+    raised, naming the step that failed and why (the kernel's own text goes
+    to the log). ``fail_after(step)`` is a test hook called after each step.
     Returns the host-side link names."""
     names = LinkNames(federation_id)
     step = "start"
@@ -203,7 +233,7 @@ def setup_overlay(
                 ipr.link("set", index=br, mtu=mtu, state="up")
             if fail_after:
                 fail_after("bridge")
-            step = f"vxlan {names.vxlan} (vni {vni}, port {port}, remote {remote_ip})"
+            step = f"VXLAN link {names.vxlan} (VNI {vni}, UDP port {port}, towards {remote_ip})"
             with span("vxlan", vni=vni, udp_port=port, remote=remote_ip, local=local_ip):
                 ipr.link(
                     "add",
@@ -220,7 +250,7 @@ def setup_overlay(
             if fail_after:
                 fail_after("vxlan")
             for i, att in enumerate(attachments):
-                step = f"veth {names.veth(i)} into pid {att.pid}"
+                step = f"veth {names.veth(i)} into app instance {i} (pid {att.pid})"
                 with span("veth", veth=names.veth(i), pid=att.pid, ip=str(att.ip)):
                     ipr.link("add", ifname=names.veth(i), kind="veth", peer=names.veth_tmp_peer(i))
                     host_end = ipr.link_lookup(ifname=names.veth(i))[0]
@@ -235,12 +265,28 @@ def setup_overlay(
                     fail_after(f"veth{i}")
         return links_of(federation_id)
     except BaseException as exc:
-        made = teardown(federation_id)
-        log.warning("overlay of %s failed at %s; removed %s", federation_id, step, made)
-        if isinstance(exc, DeploymentFailed):
-            raise
-        if not isinstance(exc, Exception):
+        try:
+            made = teardown(federation_id)
+        except Exception:
+            log.exception("could not remove the half-made overlay of %s", federation_id)
+            made = []
+        log.warning("overlay of %s failed at %s (%r); removed %s", federation_id, step, exc, made)
+        if isinstance(exc, MecfedError) or not isinstance(exc, Exception):
             raise
         raise DeploymentFailed(
-            f"overlay of federation {federation_id} failed at {step}: {exc}"
+            f"could not set up the overlay of federation {federation_id}: {step}: "
+            f"{_reason(exc)}; everything it made was removed"
         ) from exc
+
+
+@dataclass
+class NetworkOps:
+    """The host-network operations the orchestrator uses, injectable so
+    unit tests need no root. Each blocks: call it via ``asyncio.to_thread``."""
+
+    setup_overlay: Callable[..., list[str]] = setup_overlay
+    teardown: Callable[[str], list[str]] = teardown
+    links_of: Callable[[str], list[str]] = links_of
+    existing_vxlans: Callable[[], list[VxlanInfo]] = existing_vxlans
+    all_owned_links: Callable[[], list[str]] = all_owned_links
+    delete_links: Callable[[list[str]], None] = delete_links

@@ -13,12 +13,10 @@ import asyncio
 import socket
 import struct
 import time
-from dataclasses import dataclass
 
-from mecfed.v1 import common_pb2
+from mecfed.model import TrafficCheck, TrafficReport
 from meo.nsutil import run_in_netns
 
-MAX_COUNT = 1000
 _HEADER = struct.Struct("!8sQ")  # magic, sequence number
 _MAGIC = b"mecfedpr"
 # Before measuring, one echo must come back (resent every WARMUP_RETRY_S, for
@@ -29,41 +27,6 @@ _MAGIC = b"mecfedpr"
 WARMUP_S = 2.0
 WARMUP_RETRY_S = 0.2
 _WARMUP_SEQ = 2**64 - 1
-
-
-@dataclass(frozen=True)
-class TrafficReport:
-    sent: int
-    received: int
-    rtt_ms: float  # mean over received echoes
-    rtt_max_ms: float
-    warmup_ms: float = 0.0  # until the first (unmeasured) echo came back; the slowest target
-
-    @property
-    def loss(self) -> float:
-        return 0.0 if self.sent == 0 else (self.sent - self.received) / self.sent
-
-    def to_proto(self) -> common_pb2.TrafficReport:
-        return common_pb2.TrafficReport(
-            sent=self.sent,
-            received=self.received,
-            loss=self.loss,
-            rtt_ms=self.rtt_ms,
-            rtt_max_ms=self.rtt_max_ms,
-        )
-
-    @staticmethod
-    def merge(parts: list[TrafficReport]) -> TrafficReport:
-        sent = sum(p.sent for p in parts)
-        received = sum(p.received for p in parts)
-        total_rtt = sum(p.rtt_ms * p.received for p in parts)
-        return TrafficReport(
-            sent=sent,
-            received=received,
-            rtt_ms=total_rtt / received if received else 0.0,
-            rtt_max_ms=max((p.rtt_max_ms for p in parts), default=0.0),
-            warmup_ms=max((p.warmup_ms for p in parts), default=0.0),
-        )
 
 
 def _socket_in(netns_path: str) -> socket.socket:
@@ -126,22 +89,19 @@ def _series(
     )
 
 
-async def probe(
-    netns_path: str,
-    targets: list[str],
-    port: int,
-    *,
-    count: int = 20,
-    interval_ms: int = 10,
-    timeout_ms: int = 500,
-) -> TrafficReport:
-    """Sends ``count`` echoes to each target from inside ``netns_path``."""
-    count = max(1, min(count, MAX_COUNT))
+async def probe(netns_path: str, targets: list[str], check: TrafficCheck) -> TrafficReport:
+    """Sends ``check.count`` echoes to each target's ``check.echo_port``
+    from inside ``netns_path``."""
 
     async def one(ip: str) -> TrafficReport:
         sock = await asyncio.to_thread(_socket_in, netns_path)
         return await asyncio.to_thread(
-            _series, sock, (ip, port), count, interval_ms / 1000.0, timeout_ms / 1000.0
+            _series,
+            sock,
+            (ip, check.echo_port),
+            check.count,
+            check.interval_ms / 1000.0,
+            check.timeout_ms / 1000.0,
         )
 
     return TrafficReport.merge(list(await asyncio.gather(*(one(ip) for ip in targets))))

@@ -1,12 +1,20 @@
-"""gRPC servicer for mecfed.v1.MecOrchestrator: maps messages to the domain
-and back; all decisions live in meo.orchestrator."""
+"""The MEO's gRPC server (mecfed.v1.MecOrchestrator).
+
+Each method converts the request (:mod:`mecfed.wire.orchestrator`, which
+validates it), makes one orchestrator call and converts the answer back;
+decisions live in :mod:`meo.orchestrator`, status codes in
+:mod:`mecfed.rpc.status`. Only this MEC system (its MEF and its operator,
+identified by the system id in their client certificate) may call it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
@@ -14,108 +22,98 @@ from opentelemetry.trace import Tracer
 
 from mecfed import tracing
 from mecfed.config import SystemConfig
-from mecfed.grpcutil import add_health_and_reflection, map_errors, mark_serving
-from mecfed.v1 import orchestrator_pb2, orchestrator_pb2_grpc
-from mecfed.validation import require_id, require_name
-from meo.model import AppSpec, Endpoint, candidates_from_proto
+from mecfed.model.checks import DEFAULT_ECHO_PORT
+from mecfed.rpc import AccessPolicy, Server, start_server
+from mecfed.v1 import common_pb2
+from mecfed.v1 import orchestrator_pb2 as pb
+from mecfed.wire import orchestrator as wire
+from mecfed.wire.common import endpoint_to_proto, traffic_to_proto
 from meo.orchestrator import Orchestrator
 from meo.vim import make_vim
 
 log = logging.getLogger(__name__)
-SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["MecOrchestrator"].full_name
-pb = orchestrator_pb2
+SERVICE = pb.DESCRIPTOR.services_by_name["MecOrchestrator"]
+SERVICE_NAME = SERVICE.full_name
 
 
-class MecOrchestratorServicer(orchestrator_pb2_grpc.MecOrchestratorServicer):
+class MecOrchestratorService:
+    """mecfed.v1.MecOrchestrator over an :class:`Orchestrator`."""
+
     def __init__(self, orch: Orchestrator) -> None:
         self.orch = orch
 
-    @map_errors
-    async def CreateApp(self, request, context):
-        spec = AppSpec.from_proto(request.spec, "spec")
-        return (await self.orch.create_app(request.name, spec)).to_proto()
+    async def CreateApp(self, request: pb.CreateAppRequest, context: Any) -> pb.App:
+        name, spec = wire.create_app_from_proto(request)
+        return wire.app_record_to_proto(await self.orch.create_app(name, spec))
 
-    @map_errors
-    async def GetApp(self, request, context):
-        return self.orch.get_app(request.name).to_proto()
+    async def GetApp(self, request: pb.GetAppRequest, context: Any) -> pb.App:
+        return wire.app_record_to_proto(self.orch.get_app(wire.app_name_from(request.name)))
 
-    @map_errors
-    async def ListApps(self, request, context):
-        return pb.ListAppsResponse(apps=[a.to_proto() for a in self.orch.list_apps()])
+    async def ListApps(self, request: pb.ListAppsRequest, context: Any) -> pb.ListAppsResponse:
+        return pb.ListAppsResponse(
+            apps=[wire.app_record_to_proto(a) for a in self.orch.list_apps()]
+        )
 
-    @map_errors
-    async def ScaleApp(self, request, context):
-        return (await self.orch.scale_app(request.name, request.replicas)).to_proto()
+    async def ScaleApp(self, request: pb.ScaleAppRequest, context: Any) -> pb.App:
+        name = wire.app_name_from(request.name)
+        return wire.app_record_to_proto(await self.orch.scale_app(name, request.replicas))
 
-    @map_errors
-    async def DeleteApp(self, request, context):
-        await self.orch.delete_app(request.name)
+    async def DeleteApp(self, request: pb.DeleteAppRequest, context: Any) -> pb.DeleteAppResponse:
+        await self.orch.delete_app(wire.app_name_from(request.name))
         return pb.DeleteAppResponse()
 
-    @map_errors
-    async def DeployFederatedService(self, request, context):
-        require_id(request.federation_id, "federation_id")
-        require_id(request.consumer_id, "consumer_id")
-        spec = AppSpec.from_proto(request.app, "app")
-        consumer = Endpoint.from_proto(
-            request.consumer_endpoint, "consumer_endpoint", need_tunnel=False
-        )
-        candidates = candidates_from_proto(list(request.candidates))
-        local, instances = await self.orch.deploy_federated_service(
-            request.federation_id, request.consumer_id, spec, consumer, candidates
-        )
-        return pb.DeployFederatedServiceResponse(
-            provider_endpoint=local.to_proto(), instances=[i.to_proto() for i in instances]
-        )
+    async def DeployFederatedService(
+        self, request: pb.DeployFederatedServiceRequest, context: Any
+    ) -> pb.DeployFederatedServiceResponse:
+        order = wire.deploy_from_proto(request)
+        endpoint, instances = await self.orch.deploy_federated_service(order)
+        return wire.deployed_to_proto(endpoint, instances)
 
-    @map_errors
-    async def ReserveOverlay(self, request, context):
-        res = await self.orch.reserve_overlay(request.federation_id, request.candidates)
-        endpoint = Endpoint(self.orch.config.underlay_ip, subnet=res.subnet or "")
-        return pb.ReserveOverlayResponse(
-            consumer_endpoint=endpoint.to_proto(),
-            candidates=[{"vni": c.vni, "udp_port": c.port} for c in res.candidates],
-        )
+    async def ReserveOverlay(
+        self, request: pb.ReserveOverlayRequest, context: Any
+    ) -> pb.ReserveOverlayResponse:
+        federation_id, count = wire.reserve_from_proto(request)
+        return wire.reservation_to_proto(await self.orch.reserve_overlay(federation_id, count))
 
-    @map_errors
-    async def ConnectOverlay(self, request, context):
-        require_id(request.federation_id, "federation_id")
-        require_name(request.service_name, "service_name")
-        provider = Endpoint.from_proto(
-            request.provider_endpoint, "provider_endpoint", need_tunnel=True
-        )
-        local = await self.orch.connect_overlay(
-            request.federation_id, request.service_name, provider
-        )
-        return pb.ConnectOverlayResponse(consumer_endpoint=local.to_proto())
+    async def ConnectOverlay(
+        self, request: pb.ConnectOverlayRequest, context: Any
+    ) -> pb.ConnectOverlayResponse:
+        federation_id, service_name, provider = wire.connect_from_proto(request)
+        local = await self.orch.connect_overlay(federation_id, service_name, provider)
+        return pb.ConnectOverlayResponse(consumer_endpoint=endpoint_to_proto(local))
 
-    @map_errors
-    async def VerifyTraffic(self, request, context):
-        report = await self.orch.verify_traffic(
-            request.federation_id,
-            request.count,
-            request.interval_ms,
-            request.timeout_ms,
-            request.echo_port,
-        )
-        return report.to_proto()
+    async def VerifyTraffic(
+        self, request: pb.VerifyTrafficRequest, context: Any
+    ) -> common_pb2.TrafficReport:
+        federation_id, check = wire.traffic_check_from_proto(request)
+        return traffic_to_proto(await self.orch.verify_traffic(federation_id, check))
 
-    @map_errors
-    async def ReleaseService(self, request, context):
-        await self.orch.release_service(request.federation_id)
+    async def ReleaseService(
+        self, request: pb.ReleaseServiceRequest, context: Any
+    ) -> pb.ReleaseServiceResponse:
+        await self.orch.release_service(wire.federation_id_from(request.federation_id))
         return pb.ReleaseServiceResponse()
 
-    @map_errors
-    async def GetServiceStatus(self, request, context):
-        fed, instances, links = await self.orch.service_status(request.federation_id)
-        return pb.ServiceStatus(
-            federation_id=fed.federation_id,
-            role=fed.role,
-            instances=[i.to_proto() for i in instances],
-            local_endpoint=fed.local.to_proto() if fed.local else None,
-            remote_endpoint=fed.remote.to_proto() if fed.remote else None,
-            links=links,
-        )
+    async def GetServiceStatus(
+        self, request: pb.GetServiceStatusRequest, context: Any
+    ) -> pb.ServiceStatus:
+        status = await self.orch.service_status(wire.federation_id_from(request.federation_id))
+        return wire.status_to_proto(status)
+
+
+def own_system_only(system_id: str) -> AccessPolicy:
+    """Only callers presenting this MEC system's own certificate (its MEF,
+    its operator) may drive its MEO."""
+
+    def policy(method: str, peer_id: str) -> bool:
+        return bool(peer_id) and peer_id == system_id
+
+    return policy
+
+
+def allow_any_caller(method: str, peer_id: str) -> bool:
+    """For insecure test servers, whose callers carry no identity."""
+    return True
 
 
 def build_orchestrator(config: SystemConfig, tracer: Tracer | None = None) -> Orchestrator:
@@ -128,7 +126,6 @@ def build_orchestrator(config: SystemConfig, tracer: Tracer | None = None) -> Or
         meta_dir=str(state / "netns-vim"),
     )
     if config.warm_pool and config.vim == "docker":
-        from meo.model import DEFAULT_ECHO_PORT
         from meo.vim.pool import PooledVim, PoolTemplate
 
         if not config.warm_image:
@@ -141,48 +138,53 @@ def build_orchestrator(config: SystemConfig, tracer: Tracer | None = None) -> Or
     return orch
 
 
+@dataclass
+class MeoServer:
+    """A serving MEO: its gRPC server and the orchestrator behind it."""
+
+    rpc: Server
+    orchestrator: Orchestrator
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (0 for unix sockets)."""
+        return self.rpc.port
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        """Graceful: health turns NOT_SERVING, calls in flight get ``grace`` s."""
+        await self.rpc.stop(grace)
+
+
 async def serve(
     config: SystemConfig,
     server_credentials: grpc.ServerCredentials | None,
     *,
     orchestrator: Orchestrator | None = None,
     listen: str | None = None,
+    access: AccessPolicy | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     traces: TracerProvider | None = None,
-) -> tuple[grpc.aio.Server, int]:
+) -> MeoServer:
     """Starts the MEO gRPC server on ``listen`` (default ``config.meo_listen``).
 
-    ``server_credentials=None`` means an insecure port and is meant for
-    tests only; deployments pass mTLS credentials. Returns the started server
-    and the bound port (0 for unix sockets); stop it with ``server.stop()``."""
+    ``access`` defaults to :func:`own_system_only`. ``server_credentials=None``
+    means an insecure port, for tests only: its callers have no identity, so
+    such a server must be given an explicit policy (e.g. :func:`allow_any_caller`)
+    to admit anyone. Without ``orchestrator`` one is built from the config,
+    reconciled with what still runs and its VIMs prepared before serving
+    (health SERVING means ready)."""
     if orchestrator is None:
         orchestrator = build_orchestrator(config, tracing.tracer(traces, "mecfed.meo"))
         await orchestrator.reconcile()
-        await orchestrator.warm_up()  # before serving: health means ready
-    orch = orchestrator
-    if server_credentials is not None and not interceptors:
-        # Only this MEC system (its MEF and its operator) may drive its MEO.
-        from mecfed.security import PeerAuthorizer
-
-        own = config.system_id
-        interceptors = (PeerAuthorizer(lambda _method, peer: peer == own),)
-    server = grpc.aio.server(interceptors=[*tracing.server_interceptors(traces), *interceptors])
-    orchestrator_pb2_grpc.add_MecOrchestratorServicer_to_server(
-        MecOrchestratorServicer(orch), server
+        await orchestrator.warm_up()
+    server = await start_server(
+        listen or config.meo_listen,
+        server_credentials,
+        [(SERVICE, MecOrchestratorService(orchestrator))],
+        access=access or own_system_only(config.system_id),
+        interceptors=[*tracing.server_interceptors(traces), *interceptors],
     )
-    health = add_health_and_reflection(server, [SERVICE_NAME])
-    address = listen or config.meo_listen
-    if server_credentials is None:
-        log.warning("MEO listening WITHOUT TLS on %s (test mode)", address)
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, server_credentials)
-    if port == 0 and not address.startswith("unix:"):
-        raise RuntimeError(f"could not bind {address}")
-    await server.start()
-    await mark_serving(health, [SERVICE_NAME])
-    server.orchestrator = orch  # type: ignore[attr-defined]  # handy for tests and shutdown
-    return server, port
+    return MeoServer(server, orchestrator)
 
 
 def run(config_path: str, *, insecure: bool = False, cleanup_on_exit: bool = False) -> None:
@@ -190,7 +192,8 @@ def run(config_path: str, *, insecure: bool = False, cleanup_on_exit: bool = Fal
     with mTLS from ``config.tls`` until SIGTERM/SIGINT, then stops cleanly.
 
     By default apps and federations outlive the process (state is reloaded
-    on the next start); ``cleanup_on_exit`` removes them all on shutdown."""
+    on the next start); ``cleanup_on_exit`` removes them all on shutdown.
+    ``insecure`` serves without TLS and admits any caller (tests only)."""
     from mecfed.procutil import run_until_signal
 
     config = SystemConfig.load(config_path)
@@ -198,12 +201,16 @@ def run(config_path: str, *, insecure: bool = False, cleanup_on_exit: bool = Fal
     async def main(stop: asyncio.Event) -> None:
         creds = None
         if not insecure:
-            from mecfed.security import server_credentials
+            from mecfed.rpc import server_credentials
 
             creds = server_credentials(config.tls)
         traces = tracing.setup_for_system("meo", config)
-        server, port = await serve(config, creds, traces=traces)
-        log.info("MEO of %s serving on %s (port %s)", config.system_id, config.meo_listen, port)
+        server = await serve(
+            config, creds, access=allow_any_caller if insecure else None, traces=traces
+        )
+        log.info(
+            "MEO of %s serving on %s (port %s)", config.system_id, config.meo_listen, server.port
+        )
         try:
             await stop.wait()
         finally:
@@ -214,3 +221,15 @@ def run(config_path: str, *, insecure: bool = False, cleanup_on_exit: bool = Fal
             await tracing.shutdown_async(traces)
 
     run_until_signal(main, f"meo[{config.system_id}]")
+
+
+__all__ = [
+    "SERVICE_NAME",
+    "MecOrchestratorService",
+    "MeoServer",
+    "allow_any_caller",
+    "build_orchestrator",
+    "own_system_only",
+    "run",
+    "serve",
+]

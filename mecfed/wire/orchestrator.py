@@ -76,6 +76,12 @@ def app_name_from(value: str) -> str:
     return require_name(value, "name")
 
 
+def federation_id_from(value: str) -> str:
+    """The ``federation_id`` of a request that carries nothing else
+    (ReleaseService, GetServiceStatus)."""
+    return require_id(value, "federation_id")
+
+
 # --- provider side --------------------------------------------------------------
 
 

@@ -1,4 +1,12 @@
-"""The VIM driver protocol the orchestrator programs against."""
+"""The VIM driver protocol the orchestrator programs against.
+
+Every capability the orchestrator uses is part of the protocol; a driver
+that has nothing to do for one (the netns VIM keeps no image store and no
+warm pool) implements it as a no-op instead of leaving it out.
+
+Drivers raise domain errors (:mod:`mecfed.errors`) in their own words; the
+engine's or kernel's text goes to the log, never to a caller.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mecfed.model import Resources
+
 # Labels every instance carries; cleanup and listing filter on them.
 LABEL_SYSTEM = "mecfed.system"
 LABEL_FEDERATION = "mecfed.federation"
 LABEL_APP = "mecfed.app"
 LABEL_TESTBED = "mecfed.testbed"
 NAME_PREFIX = "mecfed"
-
-
-@dataclass(frozen=True)
-class Resources:
-    cpu_millicores: int = 0  # 0 = best effort
-    memory_mib: int = 0  # 0 = best effort
 
 
 @dataclass(frozen=True)
@@ -32,9 +36,15 @@ class Instance:
 
 class VimDriver(Protocol):
     """One host's VIM. All calls are async; implementations must leave
-    nothing behind once ``delete_instance`` returns."""
+    nothing behind once ``delete_instance`` returns, nor when
+    ``create_instance`` fails."""
 
     host: str
+    system_id: str
+
+    async def check_image(self, image: str) -> None:
+        """Fails fast, before anything is made, if ``image`` cannot run here."""
+        ...
 
     async def create_instance(
         self,
@@ -45,6 +55,11 @@ class VimDriver(Protocol):
         env: Mapping[str, str] | None = None,
     ) -> Instance: ...
 
+    async def rename_instance(self, instance_id: str, name: str) -> Instance | None:
+        """Renames a running instance (a warm-pool claim) and returns it as it
+        is now; None if it is gone."""
+        ...
+
     async def delete_instance(self, instance_id: str) -> None:
         """Idempotent: deleting an unknown instance succeeds."""
         ...
@@ -53,7 +68,28 @@ class VimDriver(Protocol):
 
     async def get_instance(self, instance_id: str) -> Instance | None: ...
 
+    async def fill(self) -> None:
+        """Prepares the driver before the MEO serves (e.g. a warm pool)."""
+        ...
+
+    async def close(self) -> None:
+        """Stops background work; instances stay."""
+        ...
+
 
 def instance_name(system_id: str, app: str, suffix: str) -> str:
     """Deterministic, prefix-searchable name of an instance."""
     return f"{NAME_PREFIX}-{system_id}-{app}-{suffix}"
+
+
+__all__ = [
+    "LABEL_APP",
+    "LABEL_FEDERATION",
+    "LABEL_SYSTEM",
+    "LABEL_TESTBED",
+    "NAME_PREFIX",
+    "Instance",
+    "Resources",
+    "VimDriver",
+    "instance_name",
+]

@@ -2,19 +2,84 @@
 worker thread so the event loop never blocks).
 
 Containers get ``network_mode="none"``: the only interfaces they get are the
-overlay veths the MEO moves in, CNI style."""
+overlay veths the MEO moves in, CNI style.
+
+Docker's errors stop here: each is logged with the engine's text and raised
+as a domain error in our words (:func:`_translated`): an image that is not
+on this host (images are built or loaded locally, there is no registry) is
+FAILED_PRECONDITION, CPU or memory above what the host has is
+RESOURCE_EXHAUSTED, an unreachable engine is UNAVAILABLE, anything else
+while starting a container is a :class:`~mecfed.errors.DeploymentFailed`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import docker
+import requests
 from docker.models.containers import Container
 
-from mecfed.errors import DeploymentFailed
-from meo.vim.base import LABEL_SYSTEM, LABEL_TESTBED, Instance, Resources
+from mecfed.errors import (
+    DeploymentFailed,
+    FailedPrecondition,
+    Internal,
+    MecfedError,
+    ResourceExhausted,
+    Unavailable,
+)
+from meo.vim.base import LABEL_APP, LABEL_SYSTEM, LABEL_TESTBED, Instance, Resources
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HostCapacity:
+    """What one container may ask for at most on this engine's host."""
+
+    cpus: int
+    memory_bytes: int
+
+
+def _image_missing(image: str, host: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"image {image!r} not found on host {host}: images are built or loaded locally "
+        "(there is no registry); build or load it first"
+    )
+
+
+def _unreachable(host: str) -> Unavailable:
+    return Unavailable(f"the Docker engine of host {host} is not reachable")
+
+
+@contextlib.contextmanager
+def _translated(host: str, what: str, fallback: Callable[[], MecfedError]) -> Iterator[None]:
+    """Docker SDK errors during ``what`` as domain errors: connection errors
+    UNAVAILABLE, any other engine error ``fallback()``; the engine's text is
+    logged, not passed on."""
+    try:
+        yield
+    except MecfedError:
+        raise
+    except requests.exceptions.ConnectionError as exc:
+        log.warning("%s: Docker engine of %s unreachable: %s", what, host, exc)
+        raise _unreachable(host) from None
+    except docker.errors.DockerException as exc:
+        if "fetching server API version" in str(exc):  # from_env() found no engine
+            log.warning("%s: Docker engine of %s unreachable: %s", what, host, exc)
+            raise _unreachable(host) from None
+        log.warning("%s on %s failed: %s", what, host, exc)
+        raise fallback() from None
+    except requests.exceptions.RequestException as exc:  # timeouts and the like
+        log.warning("%s: Docker engine of %s did not answer: %s", what, host, exc)
+        raise _unreachable(host) from None
 
 
 class DockerVim:
@@ -30,12 +95,21 @@ class DockerVim:
         # on every deployment otherwise. A create that finds the image gone
         # still fails clearly (and forgets it here).
         self._images_seen: set[str] = set()
+        self._capacity: HostCapacity | None = None
 
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
-            self._client = docker.from_env()
+            with _translated(self.host, "connect", lambda: _unreachable(self.host)):
+                self._client = docker.from_env()
         return self._client
+
+    async def _run(self, what: str, fallback: Callable[[], MecfedError], fn: Callable[[], T]) -> T:
+        def call() -> T:
+            with _translated(self.host, what, fallback):
+                return fn()
+
+        return await asyncio.to_thread(call)
 
     @staticmethod
     def _instance(c: Container) -> Instance:
@@ -57,13 +131,34 @@ class DockerVim:
             try:
                 self.client.images.get(image)
             except docker.errors.ImageNotFound:
-                raise DeploymentFailed(
-                    f"image {image!r} not found on this host; build or load it first"
-                ) from None
+                raise _image_missing(image, self.host) from None
 
         if image not in self._images_seen:
-            await asyncio.to_thread(lookup)
+            await self._run(
+                f"image lookup {image}",
+                lambda: FailedPrecondition(f"could not look up image {image!r} on {self.host}"),
+                lookup,
+            )
             self._images_seen.add(image)
+
+    def _host_capacity(self) -> HostCapacity:
+        if self._capacity is None:
+            info = self.client.info()
+            self._capacity = HostCapacity(int(info["NCPU"]), int(info["MemTotal"]))
+        return self._capacity
+
+    def _check_fits(self, app: str, resources: Resources) -> None:
+        cap = self._host_capacity()
+        if resources.cpu_millicores > cap.cpus * 1000:
+            raise ResourceExhausted(
+                f"app {app} asks for {resources.cpu_millicores} millicores per replica; "
+                f"host {self.host} has {cap.cpus} CPUs ({cap.cpus * 1000} millicores)"
+            )
+        if resources.memory_mib * 2**20 > cap.memory_bytes:
+            raise ResourceExhausted(
+                f"app {app} asks for {resources.memory_mib} MiB per replica; "
+                f"host {self.host} has {cap.memory_bytes // 2**20} MiB"
+            )
 
     async def create_instance(
         self,
@@ -73,8 +168,11 @@ class DockerVim:
         resources: Resources,
         env: Mapping[str, str] | None = None,
     ) -> Instance:
+        app = labels.get(LABEL_APP, name)
+
         def create() -> Instance:
-            kwargs: dict = {}
+            self._check_fits(app, resources)
+            kwargs: dict[str, Any] = {}
             if resources.cpu_millicores:
                 kwargs["nano_cpus"] = resources.cpu_millicores * 1_000_000
             if resources.memory_mib:
@@ -95,41 +193,54 @@ class DockerVim:
                 container.reload()
                 inst = self._instance(container)
                 if not inst.running or not inst.pid:
-                    raise DeploymentFailed(f"container {name} exited right after start")
+                    raise DeploymentFailed(
+                        f"container {name} of app {app} exited right after it started"
+                    )
                 return inst
             except docker.errors.ImageNotFound:
                 self._images_seen.discard(image)
                 self._remove(container)
-                raise DeploymentFailed(f"image {image!r} not found on this host") from None
-            except docker.errors.APIError as exc:
-                self._remove(container)
-                raise DeploymentFailed(f"could not start container {name}: {exc}") from None
+                raise _image_missing(image, self.host) from None
             except BaseException:
                 self._remove(container)
                 raise
 
-        return await asyncio.to_thread(create)
+        return await self._run(
+            f"start container {name} ({image})",
+            lambda: DeploymentFailed(f"could not start container for app {app} on {self.host}"),
+            create,
+        )
 
-    async def rename_instance(self, instance_id: str, name: str) -> Instance:
+    async def rename_instance(self, instance_id: str, name: str) -> Instance | None:
         """Renames a running container (a warm-pool claim) and returns it as
-        it is now; raises ``docker.errors.NotFound`` if it is gone."""
+        it is now; None if it is gone."""
 
-        def rename() -> Instance:
-            container = self.client.containers.get(instance_id)
-            container.rename(name)
-            container.reload()
+        def rename() -> Instance | None:
+            try:
+                container = self.client.containers.get(instance_id)
+                container.rename(name)
+                container.reload()
+            except docker.errors.NotFound:
+                return None
             return self._instance(container)
 
-        return await asyncio.to_thread(rename)
+        return await self._run(
+            f"rename container {instance_id[:12]}",
+            lambda: DeploymentFailed(f"could not claim container {instance_id[:12]}"),
+            rename,
+        )
 
-    @staticmethod
-    def _remove(container: Container | None) -> None:
+    def _remove(self, container: Container | None) -> None:
+        """Best effort during a rollback: the create's own error is what
+        the caller needs to hear."""
         if container is None:
             return
         try:
             container.remove(force=True)
         except docker.errors.NotFound:
             pass
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            log.error("could not remove half-made container %s: %s", container.id, exc)
 
     async def delete_instance(self, instance_id: str) -> None:
         def delete() -> None:
@@ -142,7 +253,11 @@ class DockerVim:
                 if "already in progress" not in str(exc):
                     raise
 
-        await asyncio.to_thread(delete)
+        await self._run(
+            f"remove container {instance_id[:12]}",
+            lambda: Internal(f"could not remove container {instance_id[:12]} on {self.host}"),
+            delete,
+        )
 
     async def list_instances(self, labels: Mapping[str, str] | None = None) -> list[Instance]:
         want = {LABEL_SYSTEM: self.system_id, **(labels or {})}
@@ -159,7 +274,11 @@ class DockerVim:
                     continue  # removed since the listing, e.g. by a concurrent release
             return found
 
-        return await asyncio.to_thread(list_)
+        return await self._run(
+            "list containers",
+            lambda: Internal(f"could not list the containers on {self.host}"),
+            list_,
+        )
 
     async def get_instance(self, instance_id: str) -> Instance | None:
         def get() -> Instance | None:
@@ -168,4 +287,14 @@ class DockerVim:
             except docker.errors.NotFound:
                 return None
 
-        return await asyncio.to_thread(get)
+        return await self._run(
+            f"inspect container {instance_id[:12]}",
+            lambda: Internal(f"could not inspect container {instance_id[:12]} on {self.host}"),
+            get,
+        )
+
+    async def fill(self) -> None:
+        """No warm pool of its own (see :class:`meo.vim.pool.PooledVim`)."""
+
+    async def close(self) -> None:
+        """Nothing runs in the background."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -23,11 +24,13 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 
-from mecfed.errors import DeploymentFailed
+from mecfed.errors import DeploymentFailed, FailedPrecondition, MecfedError
+from mecfed.model.checks import DEFAULT_ECHO_PORT
 from meo.image import build_echo_binary
 from meo.nsutil import create_netns, run_in_netns
-from meo.vim.base import LABEL_SYSTEM, NAME_PREFIX, Instance, Resources
+from meo.vim.base import LABEL_APP, LABEL_SYSTEM, NAME_PREFIX, Instance, Resources
 
+log = logging.getLogger(__name__)
 NETNS_DIR = "/var/run/netns"
 
 
@@ -62,13 +65,14 @@ class NetnsVim:
     ) -> Instance:
         if not name.startswith(self._prefix()):
             name = self._prefix() + name
+        app = labels.get(LABEL_APP, name)
         labels = {**labels, LABEL_SYSTEM: self.system_id, "mecfed.image": image}
 
         def create() -> Instance:
             binary = build_echo_binary(self._bin_dir)
             path = f"{NETNS_DIR}/{name}"
             if os.path.exists(path):
-                raise DeploymentFailed(f"network namespace {name} already exists")
+                raise DeploymentFailed(f"network namespace {name} of app {app} already exists")
             create_netns(name)
             try:
                 run_in_netns(path, _lo_up)
@@ -79,7 +83,7 @@ class NetnsVim:
                     path,
                     lambda: subprocess.Popen(
                         [str(binary)],
-                        env={"ECHO_PORT": "7", **(env or {})},
+                        env={"ECHO_PORT": str(DEFAULT_ECHO_PORT), **(env or {})},
                         stdin=subprocess.DEVNULL,
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
@@ -88,7 +92,9 @@ class NetnsVim:
                 )
                 time.sleep(0.02)
                 if proc.poll() is not None:
-                    raise DeploymentFailed(f"echo process of {name} exited with {proc.returncode}")
+                    raise DeploymentFailed(
+                        f"the echo process of app {app} ({name}) exited right after it started"
+                    )
                 self._procs[name] = proc
                 self._meta.mkdir(parents=True, exist_ok=True)
                 self._meta_file(name).write_text(json.dumps({"pid": proc.pid, "labels": labels}))
@@ -97,7 +103,29 @@ class NetnsVim:
                 self._delete_sync(name)
                 raise
 
-        return await asyncio.to_thread(create)
+        try:
+            return await asyncio.to_thread(create)
+        except MecfedError:
+            raise
+        except Exception as exc:  # netlink, OSError, a failed compile: logged, not passed on
+            log.warning("starting %s in network namespace %s failed: %s", app, name, exc)
+            raise DeploymentFailed(
+                f"could not start app {app} in a network namespace on {self.host}"
+            ) from exc
+
+    async def check_image(self, image: str) -> None:
+        """Every image runs as the echo app here: nothing to check."""
+
+    async def rename_instance(self, instance_id: str, name: str) -> Instance | None:
+        raise FailedPrecondition(
+            f"the netns VIM of {self.host} cannot rename instances (it keeps no warm pool)"
+        )
+
+    async def fill(self) -> None:
+        """No warm pool."""
+
+    async def close(self) -> None:
+        """Nothing runs in the background; app processes outlive the MEO."""
 
     def _delete_sync(self, name: str) -> None:
         proc = self._procs.pop(name, None)

@@ -18,11 +18,10 @@ import os
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from meo.vim.base import NAME_PREFIX, Instance, Resources
-from meo.vim.docker import DockerVim
+from meo.vim.base import NAME_PREFIX, Instance, Resources, VimDriver
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ class PoolTemplate:
 
     @property
     def key(self) -> str:
-        raw = json.dumps([self.image, self.resources.__dict__, self.env], sort_keys=True)
+        raw = json.dumps([self.image, asdict(self.resources), self.env], sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
     def matches(self, image: str, resources: Resources, env: Mapping[str, str] | None) -> bool:
@@ -51,14 +50,14 @@ class PoolTemplate:
 
 
 class PooledVim:
-    """A :class:`~meo.vim.base.VimDriver` over a :class:`DockerVim` with
+    """A :class:`~meo.vim.base.VimDriver` over another (the Docker VIM) with
     ``size`` started spares of ``template``. Refills wait until claims have
     been quiet for ``refill_delay`` s, so they do not compete with the burst
     of deployments they are meant to speed up."""
 
     def __init__(
         self,
-        inner: DockerVim,
+        inner: VimDriver,
         template: PoolTemplate,
         size: int,
         state_file: str | Path,
@@ -69,6 +68,7 @@ class PooledVim:
             raise ValueError("pool size must be >= 0")
         self.inner = inner
         self.host = inner.host
+        self.system_id = inner.system_id
         self.template = template
         self.size = size
         self.refill_delay = refill_delay
@@ -87,6 +87,7 @@ class PooledVim:
     async def fill(self) -> None:
         """Adopts the idle spares a previous run left, drops dead ones and
         starts new ones until the pool is full. Called once before serving."""
+        await self.inner.fill()
         self._load()
         self._idle = []
         members = await self.inner.list_instances({LABEL_POOL: self.template.key})
@@ -141,6 +142,7 @@ class PooledVim:
         if self._refill is not None:
             self._refill.cancel()
             await asyncio.gather(self._refill, return_exceptions=True)
+        await self.inner.close()
 
     def _load(self) -> None:
         try:
@@ -158,6 +160,10 @@ class PooledVim:
 
     async def check_image(self, image: str) -> None:
         await self.inner.check_image(image)
+
+    async def rename_instance(self, instance_id: str, name: str) -> Instance | None:
+        inst = await self.inner.rename_instance(instance_id, name)
+        return self._with_claim(inst) if inst is not None else None
 
     async def create_instance(
         self,
@@ -183,7 +189,7 @@ class PooledVim:
             self._schedule_refill()
             try:
                 inst = await self.inner.rename_instance(cid, name)
-            except Exception:
+            except Exception:  # a domain error from the VIM: drop the spare, try the next
                 log.warning("pooled container %s unusable; dropping it", cid[:12], exc_info=True)
                 inst = None
             if inst is None or not inst.running or not inst.pid:

@@ -28,6 +28,10 @@ from mecfed.v1 import orchestrator_pb2_grpc
 from meo.nsutil import create_netns, run_in_netns
 
 NETNS_DIR = "/var/run/netns"
+# Every namespace, link and system of these tests starts with this prefix;
+# underlays are inside UNDERLAY_NET.
+PREFIX = "mfmeo"
+UNDERLAY_NET = "10.217"
 
 
 def make_config(system_id: str, state_dir: Path, **overrides: Any) -> SystemConfig:
@@ -35,7 +39,7 @@ def make_config(system_id: str, state_dir: Path, **overrides: Any) -> SystemConf
         system_id=system_id,
         system_name=system_id,
         system_provider="test",
-        underlay_ip="127.0.0.1",
+        underlay_ip="192.0.2.1",
         mef_listen="127.0.0.1:0",
         meo_listen="127.0.0.1:0",
         tls=TlsPaths(ca="", cert="", key=""),
@@ -64,13 +68,13 @@ class Host:
 
 @pytest.fixture
 def underlay() -> Iterator[tuple[Host, Host]]:
-    """Two host namespaces joined by a veth pair (10.x.y.1 <-> 10.x.y.2)."""
+    """Two host namespaces joined by a veth pair (10.217.y.1 <-> 10.217.y.2)."""
     _need_root()
     from pyroute2 import IPRoute, netns
 
     tag = secrets.token_hex(3)
-    a, b = f"mta{tag}", f"mtb{tag}"
-    net = f"10.{secrets.randbelow(200) + 20}.{secrets.randbelow(250)}"
+    a, b = f"{PREFIX}a{tag}", f"{PREFIX}b{tag}"
+    net = f"{UNDERLAY_NET}.{secrets.randbelow(256)}"
     hosts = (Host(a, f"{net}.1"), Host(b, f"{net}.2"))
     try:
         for h in hosts:
@@ -78,13 +82,13 @@ def underlay() -> Iterator[tuple[Host, Host]]:
 
         def make_underlay() -> None:
             with IPRoute() as ipr:
-                ipr.link("add", ifname=f"ua{tag}", kind="veth", peer=f"ub{tag}")
-                for h, dev in zip(hosts, (f"ua{tag}", f"ub{tag}"), strict=True):
+                ipr.link("add", ifname=f"{PREFIX}u{tag}", kind="veth", peer=f"{PREFIX}v{tag}")
+                for h, dev in zip(hosts, (f"{PREFIX}u{tag}", f"{PREFIX}v{tag}"), strict=True):
                     ipr.link("set", index=ipr.link_lookup(ifname=dev)[0], net_ns_fd=h.netns)
 
         # pyroute2's sync API runs its own event loop: keep it off pytest's thread.
         run_in_netns("/proc/self/ns/net", make_underlay)
-        for h, dev in zip(hosts, (f"ua{tag}", f"ub{tag}"), strict=True):
+        for h, dev in zip(hosts, (f"{PREFIX}u{tag}", f"{PREFIX}v{tag}"), strict=True):
 
             def configure(h: Host = h, dev: str = dev) -> None:
                 with IPRoute() as ipr:
@@ -100,6 +104,14 @@ def underlay() -> Iterator[tuple[Host, Host]]:
         for h in hosts:
             with contextlib.suppress(Exception):
                 netns.remove(h.netns)
+
+        def drop_stray_veth() -> None:  # made, but not yet moved, when set-up failed
+            with IPRoute() as ipr:
+                for idx in ipr.link_lookup(ifname=f"{PREFIX}u{tag}"):
+                    ipr.link("del", index=idx)
+
+        with contextlib.suppress(Exception):
+            run_in_netns("/proc/self/ns/net", drop_stray_veth)
 
 
 @dataclass
@@ -196,3 +208,73 @@ def echo_image() -> str:
         pytest.skip("no Docker engine")
     build_image("mecfed/echo:1")
     return "mecfed/echo:1"
+
+
+def issue_identities(directory: Path, *system_ids: str) -> dict[str, TlsPaths]:
+    """A throwaway CA and one certificate per system (CN and DNS SAN = the
+    system id, IP SAN 127.0.0.1), as the testbed's PKI issues them."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mfmeo test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    out = {}
+    for sid in system_ids:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sid)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName(sid), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        (directory / f"{sid}.key").write_bytes(pem_key(key))
+        (directory / f"{sid}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        out[sid] = TlsPaths(
+            ca=str(directory / "ca.pem"),
+            cert=str(directory / f"{sid}.pem"),
+            key=str(directory / f"{sid}.key"),
+        )
+    return out

@@ -38,20 +38,21 @@ def main() -> None:
     import signal
 
     from mecfed.config import SystemConfig
-    from meo.server import build_orchestrator, serve
+    from mecfed.errors import DeploymentFailed
+    from meo.server import allow_any_caller, build_orchestrator, serve
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 
     async def run() -> None:
         config = SystemConfig.load(args.config)
-        server, _ = await serve(config, None, listen=f"unix:{args.socket}")
+        server = await serve(config, None, listen=f"unix:{args.socket}", access=allow_any_caller)
         orch = server.orchestrator
         if args.fail_once:
 
             def fail(step: str) -> None:
                 if step == args.fail_once:
                     orch.fail_after = None
-                    raise RuntimeError(f"injected failure after {step}")
+                    raise DeploymentFailed(f"injected failure after {step}")
 
             orch.fail_after = fail
         stop = asyncio.Event()

@@ -8,7 +8,8 @@ import random
 import pytest
 
 from mecfed.errors import InvalidArgument, ResourceExhausted
-from meo.alloc import Candidate, OverlayAllocator, consumer_ip, provider_ip
+from mecfed.model import TunnelCandidate as Candidate
+from meo.alloc import OverlayAllocator, consumer_ip, provider_ip
 from meo.network import VxlanInfo
 
 
@@ -27,9 +28,9 @@ async def test_concurrent_reservations_never_collide():
     results = await asyncio.gather(*(alloc.reserve(f"f{i}", 4) for i in range(10)))
     cands = [c for r in results for c in r.candidates]
     assert len({c.vni for c in cands}) == 40
-    assert len({c.port for c in cands}) == 40
+    assert len({c.udp_port for c in cands}) == 40
     assert len({r.subnet for r in results}) == 10
-    assert all(1000 <= c.vni <= 1_000_000 and 4789 <= c.port <= 4889 for c in cands)
+    assert all(1000 <= c.vni <= 1_000_000 and 4789 <= c.udp_port <= 4889 for c in cands)
 
 
 async def test_reserve_is_idempotent_per_federation():
@@ -42,7 +43,7 @@ async def test_existing_host_links_are_avoided():
     alloc = _alloc(existing, vni=(1, 10), ports=(4789, 4798))
     res = await alloc.reserve("f", 5)
     assert {c.vni for c in res.candidates} == {6, 7, 8, 9, 10}
-    assert {c.port for c in res.candidates} == set(range(4794, 4799))
+    assert {c.udp_port for c in res.candidates} == set(range(4794, 4799))
     with pytest.raises(ResourceExhausted):
         await alloc.reserve("g", 1)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import docker
 import pytest
+from meo_helpers import PREFIX
 
 from meo.vim.base import LABEL_FEDERATION, LABEL_SYSTEM, Resources
 from meo.vim.docker import DockerVim
@@ -22,7 +23,7 @@ ENV = {"ECHO_PORT": "7"}
 
 @pytest.fixture
 def system_id() -> str:
-    sid = f"pool-{secrets.token_hex(3)}"
+    sid = f"{PREFIX}pool{secrets.token_hex(3)}"
     yield sid
     client = docker.from_env()
     for c in client.containers.list(all=True, filters={"label": f"{LABEL_SYSTEM}={sid}"}):

@@ -1,0 +1,200 @@
+"""The persisted state: what is written after each change, a restart that
+reads it back, reconcile against what still runs, cleanup after a crash,
+and the file format of earlier versions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from meo_fakes import FakeNet, FakeVim, running_meo, spec
+from meo_fakes import deploy_request as _deploy
+from meo_fakes import reserved as _reserved
+from meo_helpers import make_config
+
+from mecfed.errors import NotFound
+from mecfed.model import AppSpec, InstanceState, Resources, Role
+from mecfed.v1 import orchestrator_pb2 as pb
+from meo.orchestrator import Orchestrator
+from meo.records import AppRecord, InstanceRecord
+from meo.state import State
+
+
+def _restarted(env) -> Orchestrator:
+    """A second MEO on the same state file, VIM and host (as after a restart)."""
+    orch = Orchestrator(env.orch.config, {env.vim.host: env.vim}, net=env.net)
+    orch.load()
+    return orch
+
+
+async def test_every_change_is_written_atomically(env):
+    await env.stub.CreateApp(pb.CreateAppRequest(name="web", spec=spec(replicas=2)))
+    _, connect = await _reserved(env)
+    await env.stub.ConnectOverlay(connect)
+    await env.stub.DeployFederatedService(_deploy())
+    data = json.loads(env.orch.state_file.read_text())
+    assert data["system_id"] == "sys-a"
+    names = {a["name"] for a in data["apps"]}
+    assert {"client", "web"} < names and len(names) == 3
+    assert {f["federation_id"]: f["role"] for f in data["federations"]} == {
+        "f": "consumer",
+        "fed-1": "provider",
+    }
+    assert {r["federation_id"] for r in data["reservations"]} == {"f", "fed-1"}
+    assert not list(env.orch.state_file.parent.glob("*.tmp"))
+
+
+async def test_a_restart_finds_what_it_made(env):
+    await env.stub.CreateApp(pb.CreateAppRequest(name="client", spec=spec()))
+    _, connect = await _reserved(env, app=None)
+    con = await env.stub.ConnectOverlay(connect)
+    dep = await env.stub.DeployFederatedService(_deploy())
+    again = _restarted(env)
+    assert again.summary() == env.orch.summary()
+    assert again.get_app("client") == env.orch.get_app("client")
+    status = await again.service_status("f")
+    assert status.role == Role.CONSUMER and status.local_endpoint is not None
+    assert status.local_endpoint.app_ips == tuple(con.consumer_endpoint.app_ips)
+    status = await again.service_status("fed-1")
+    assert status.local_endpoint is not None
+    assert status.local_endpoint.vni == dep.provider_endpoint.vni
+    # And it goes on from there: releasing works on the reloaded records.
+    await again.release_service("fed-1")
+    assert not any(i.labels.get("mecfed.federation") for i in env.vim.instances.values())
+    assert again.summary()["federations"] == ["f"]
+
+
+async def test_reconcile_releases_broken_federations_and_restores_apps(env):
+    await env.stub.CreateApp(pb.CreateAppRequest(name="web", spec=spec(replicas=2)))
+    _, connect = await _reserved(env, app=None)
+    await env.stub.CreateApp(pb.CreateAppRequest(name="client", spec=spec()))
+    await env.stub.ConnectOverlay(connect)
+    await env.stub.DeployFederatedService(_deploy())
+    web = env.orch.get_app("web")
+    provider_app = next(a for a in env.orch.list_apps() if a.federation_id == "fed-1")
+    env.vim.instances.pop(web.instances[0].instance_id)  # died while the MEO was down
+    env.vim.dead.add(provider_app.instances[1].instance_id)
+    again = _restarted(env)
+    await again.reconcile()
+    assert again.summary()["federations"] == ["f"]  # the consumer end still has its app
+    assert "fed-1" not in env.net.links and "fed-1" not in again.summary()["reservations"]
+    restored = again.get_app("web")
+    assert len(restored.instances) == 2
+    assert restored.instances[0].instance_id == web.instances[1].instance_id
+    assert not any(i.labels.get("mecfed.federation") for i in env.vim.instances.values())
+
+
+async def test_cleanup_removes_everything_recorded_or_not(env):
+    await env.stub.CreateApp(pb.CreateAppRequest(name="client", spec=spec()))
+    _, connect = await _reserved(env, app=None)
+    await env.stub.ConnectOverlay(connect)
+    await env.stub.DeployFederatedService(_deploy())
+    env.net.links["crashed-fed"] = ["mfbdeadbeef"]  # a half-made overlay nobody recorded
+    await env.vim.create_instance("mecfed-sys-a-stray-1", "x", {}, Resources())
+    await _restarted(env).cleanup_all()
+    assert env.net.links == {} and env.vim.instances == {}
+    data = json.loads(env.orch.state_file.read_text())
+    assert (data["apps"], data["federations"], data["reservations"]) == ([], [], [])
+
+
+# The file an earlier MEO version wrote (meo/model.py's to_dict forms).
+OLD_STATE = {
+    "system_id": "sys-a",
+    "apps": [
+        {
+            "name": "web",
+            "spec": {
+                "image": "mecfed/echo:1",
+                "replicas": 1,
+                "resources": {"cpu_millicores": 250, "memory_mib": 32},
+                "echo_port": 7,
+            },
+            "instances": [
+                {"id": "c1", "host": "fake-host", "overlay_ips": {"f": "172.30.0.1"}, "state": 2}
+            ],
+            "federation_id": "",
+        }
+    ],
+    "federations": [
+        {
+            "federation_id": "f",
+            "role": "consumer",
+            "app_name": "web",
+            "local": {
+                "underlay_ip": "192.0.2.1",
+                "vni": 1000,
+                "udp_port": 4789,
+                "subnet": "172.30.0.0/24",
+                "app_ips": ["172.30.0.1"],
+            },
+            "remote": {
+                "underlay_ip": "192.0.2.2",
+                "vni": 1000,
+                "udp_port": 4789,
+                "subnet": "172.30.0.0/24",
+                "app_ips": ["172.30.0.129"],
+            },
+            "links": ["mfbx", "mfxx", "mfvx0"],
+            "peer_id": "",
+            "connected": True,
+        }
+    ],
+    "reservations": [
+        {"federation_id": "f", "candidates": [[1000, 4789]], "subnet": "172.30.0.0/24"}
+    ],
+}
+
+
+def test_the_previous_file_format_loads_and_round_trips(tmp_path):
+    path = tmp_path / "meo-sys-a.json"
+    path.write_text(json.dumps(OLD_STATE))
+    state = State(path, "sys-a")
+    state.load()
+    app = state.app("web")
+    assert app.spec == AppSpec("mecfed/echo:1", 1, Resources(250, 32), 7)
+    assert app.instances == [InstanceRecord("c1", "fake-host", {"f": "172.30.0.1"})]
+    assert app.instances[0].state is InstanceState.READY
+    fed = state.federation("f")
+    assert fed.role is Role.CONSUMER and fed.connected and fed.remote is not None
+    assert fed.remote.app_ips == ("172.30.0.129",)
+    assert state.reservations["f"].candidates[0].udp_port == 4789
+    assert state.federations_using("web") == ["f"]
+    state.save()
+    assert json.loads(path.read_text()) == OLD_STATE
+
+
+def test_an_unreadable_record_is_skipped_not_fatal(tmp_path, caplog):
+    broken = json.loads(json.dumps(OLD_STATE))
+    broken["apps"].append({"name": "bad", "spec": {"image": "UPPER", "replicas": 1}})
+    broken["apps"].append({"name": "worse"})
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(broken))
+    state = State(path, "sys-a")
+    state.load()
+    assert sorted(state.apps) == ["web"]
+    assert "skipping an unreadable app record" in caplog.text
+
+
+def test_lookups_of_unknown_records_are_not_found(tmp_path):
+    state = State(tmp_path / "s.json", "sys-a")
+    state.load()  # no file: nothing was left
+    with pytest.raises(NotFound):
+        state.app("web")
+    with pytest.raises(NotFound):
+        state.federation("f")
+    state.apps["web"] = AppRecord("web", AppSpec("mecfed/echo:1"))
+    assert state.summary() == {"apps": ["web"], "federations": [], "reservations": []}
+
+
+async def test_two_meos_keep_separate_files(tmp_path):
+    async with running_meo(tmp_path / "a") as a, running_meo(tmp_path / "b") as b:
+        await a.stub.CreateApp(pb.CreateAppRequest(name="web", spec=spec()))
+        assert a.orch.state_file != b.orch.state_file
+        assert b.orch.summary()["apps"] == []
+
+
+def test_the_state_file_defaults_to_the_state_dir(tmp_path):
+    config = make_config("sys-z", tmp_path)
+    vim = FakeVim()
+    orch = Orchestrator(config, {vim.host: vim}, net=FakeNet())
+    assert orch.state_file == tmp_path / "meo-sys-z.json"
