@@ -725,6 +725,8 @@ contract Federation {
     /// @dev Checked narrowing of a timestamp to the stored width.
     function _toTime(uint256 t) private pure returns (uint40) {
         if (t > type(uint40).max) revert InvalidWindow();
+        // casting to 'uint40' is safe because t <= type(uint40).max was checked above
+        // forge-lint: disable-next-line(unsafe-typecast)
         return uint40(t);
     }
 }
