@@ -15,7 +15,6 @@ abstract contract TestBase {
     }
 
     address[] private _targetContracts;
-    address[] private _targetSenders;
     FuzzSelector[] private _targetSelectors;
 
     function targetSelectors() public view returns (FuzzSelector[] memory) {
@@ -30,23 +29,11 @@ abstract contract TestBase {
         return _targetContracts;
     }
 
-    function targetSenders() public view returns (address[] memory) {
-        return _targetSenders;
-    }
-
     function targetContract(address target) internal {
         _targetContracts.push(target);
     }
 
-    function targetSender(address sender) internal {
-        _targetSenders.push(sender);
-    }
-
     // ---- assertions
-    function fail(string memory message) internal pure {
-        revert(message);
-    }
-
     function assertTrue(bool condition, string memory message) internal pure {
         if (!condition) revert(message);
     }

@@ -26,12 +26,9 @@ interface Vm {
 
     // callers
     function prank(address msgSender) external;
-    function startPrank(address msgSender) external;
-    function stopPrank() external;
 
     // expectations
     function expectRevert(bytes calldata revertData) external;
-    function expectRevert(bytes4 revertData) external;
     function expectEmit(bool checkTopic1, bool checkTopic2, bool checkTopic3, bool checkData, address emitter)
         external;
 
