@@ -2,7 +2,8 @@
 // Reproducible build of contracts/Federation.sol with the pinned solc-js (package.json).
 //   node contracts/build.js            write contracts/build-input.json + mecfed/chain/data/Federation.json
 //   node contracts/build.js --check    rebuild in memory, fail if the committed files differ
-//   node contracts/build.js --test DIR also compile contracts/test/*.sol -> DIR/test-artifacts.json
+//   node contracts/build.js --test DIR also compile contracts/test/*.sol (not forge's *.t.sol)
+//                                      -> DIR/test-artifacts.json
 // Any compiler warning or error fails the build.
 'use strict';
 const fs = require('fs');
@@ -66,7 +67,9 @@ function main() {
   if (args[0] === '--test') {
     const outDir = args[1];
     if (!outDir) throw new Error('--test needs an output directory');
-    for (const f of fs.readdirSync(TESTDIR).filter((f) => f.endsWith('.sol')).sort()) {
+    // The contracts the Python tests deploy; forge's *.t.sol (and test/utils/) are not theirs.
+    const helpers = fs.readdirSync(TESTDIR).filter((f) => f.endsWith('.sol') && !f.endsWith('.t.sol'));
+    for (const f of helpers.sort()) {
       sources[`test/${f}`] = { content: fs.readFileSync(path.join(TESTDIR, f), 'utf8') };
     }
     const { out } = compile(sources);
