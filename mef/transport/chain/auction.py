@@ -387,8 +387,8 @@ class ConsumerAuction:
     async def terminate(self, federation: Federation) -> None:
         """Ends the service on-chain from whatever state it reached, so no
         escrow stays locked: Deployed → terminate, Open → cancel, Awarded to
-        a winner that never confirmed → reopen + cancel once its confirm
-        window is over (in the background)."""
+        a winner that never confirmed → cancel once its confirm window is
+        over (in the background)."""
         auction = self._auctions.get(federation.federation_id)
         if auction is None:
             return  # never announced: nothing on the chain
@@ -422,7 +422,7 @@ class ConsumerAuction:
     async def _recover_escrow(self, service_id: str) -> None:
         view = await self.contract.service(service_id)
         await self.wait_chain_time(view.confirm_deadline + 1)
-        await self.contract.reopen(service_id, 1)
+        # Past the confirm deadline an unconfirmed award can be cancelled.
         await self.contract.cancel(service_id)
         await self.payouts.withdraw()
 
