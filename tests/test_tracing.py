@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from mecfed import tracing
-from mecfed.trace_view import find_traces, load_jsonl, render_waterfall, spans_to_jsonl
+from mecfed.cli.trace_view import find_traces, load_jsonl, render_waterfall, spans_to_jsonl
 from tests.otlp_receiver import OtlpReceiver, SpanDict
 
 pytestmark = pytest.mark.timeout(60)
