@@ -229,3 +229,22 @@ def test_cli_help_and_parsing_stay_light() -> None:
     heavy = ("mef", "meo", "benchmarks", "grpc", "mecfed.testbed", "mecfed.chain", *EXTRAS)
     bad = sorted(m for m in loaded if any(_in(m, h) for h in heavy))
     assert not bad, f"`mecfed --help` loads {bad}"
+
+
+@pytest.mark.parametrize(("command", "extra"), [("demo", "ui"), ("bench", "bench")])
+def test_a_missing_extra_is_one_clear_error(
+    command: str, extra: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from mecfed.cli import extras, main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        extras.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("rich", "matplotlib") else real(name, *a),
+    )
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert f"mecfed {command}: error:" in err and f"pip install 'mecfed[{extra}]'" in err, err
