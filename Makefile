@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-.PHONY: install demo test proto lint format clean-testbed
+.PHONY: install demo test proto lint typecheck format clean-testbed
 
 install:
 	@scripts/install.sh
@@ -15,6 +15,9 @@ proto: install
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+typecheck:
+	.venv/bin/mypy
 
 format:
 	.venv/bin/ruff check --fix . && .venv/bin/ruff format .

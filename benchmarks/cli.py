@@ -1,4 +1,8 @@
-"""Options and entry point of ``mecfed bench`` (wired in mecfed/cli.py)."""
+"""Entry point of ``mecfed bench``: its options (declared in
+``mecfed.cli.main.bench_arguments``) become :class:`BenchOptions`, the
+runner sweeps, the report and plots are written. The progress display is
+rich (the ``bench`` extra); it and the runner are imported when the bench
+runs, not when this module is."""
 
 from __future__ import annotations
 
@@ -11,60 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from benchmarks import SYSTEMS
 
-# The runner pulls in gRPC and the testbed; ``mecfed --help`` should not.
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
     from benchmarks.runner import BenchOptions, BenchResult, FederationRow
-
-
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
-
-
-def _backends(text: str) -> list[str]:
-    out = [x.strip() for x in text.split(",") if x.strip()]
-    bad = [b for b in out if b not in ("chain", "direct")]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown backend(s): {', '.join(bad)}")
-    return out
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--systems",
-        type=_ints,
-        default=list(SYSTEMS),
-        help="comma-separated N values (default 2,10,15,25,30)",
-    )
-    p.add_argument("--runs", type=int, default=20, help="runs per point (default 20)")
-    p.add_argument("--backend", type=_backends, default=["chain", "direct"], help="chain,direct")
-    p.add_argument(
-        "--block-time",
-        type=_floats,
-        default=[5.0],
-        help="chain block period(s) in s; a list sweeps, e.g. 5,2,1 (default 5)",
-    )
-    p.add_argument("--out", default=None, help="results folder (default benchmarks/results/<ts>)")
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: N=2, 1 run, both backends, block time 1 s",
-    )
-    p.add_argument("--testbed", default="mfbench", help="testbed name (prefix of its links)")
-    p.add_argument("--subnet", default="10.215.0.0/16", help="testbed underlay subnet")
-    p.add_argument("--image", default="mecfed/echo:1")
-    p.add_argument("--seed", type=int, default=0, help="seed dealing providers' tariff regions")
-    p.add_argument("--offer-timeout-ms", type=int, default=3000)
-    p.add_argument("--run-timeout", type=float, default=300.0, help="bound on one run, s")
-    p.add_argument("--keep", action="store_true", help="leave the last testbed up")
 
 
 def options(args: argparse.Namespace) -> BenchOptions:
@@ -72,7 +29,7 @@ def options(args: argparse.Namespace) -> BenchOptions:
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     opts = BenchOptions(
-        systems=args.systems,
+        systems=list(SYSTEMS) if args.systems is None else args.systems,
         runs=args.runs,
         backends=args.backend,
         block_times=args.block_time,
@@ -94,7 +51,8 @@ def options(args: argparse.Namespace) -> BenchOptions:
 
 
 class RichReporter:
-    """A progress bar over all runs plus the last run's outcome."""
+    """A progress bar over all runs plus the last run's outcome (a
+    :class:`benchmarks.runner.Reporter`)."""
 
     def __init__(self, progress: Progress, total: int) -> None:
         self.progress = progress
@@ -118,8 +76,16 @@ class RichReporter:
 
 
 async def _bench(opts: BenchOptions, console: Console) -> BenchResult:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     from benchmarks.runner import points, run_bench
-    from mecfed.collector import SpanCollector
+    from mecfed.cli.collector import SpanCollector
 
     total = len(points(opts)) * opts.runs
     # All interfaces: the testbed's processes reach it via the underlay gateway.
@@ -135,6 +101,8 @@ async def _bench(opts: BenchOptions, console: Console) -> BenchResult:
 
 
 def main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
     from benchmarks import plots, report
     from benchmarks.runner import points
 

@@ -82,9 +82,11 @@ def resources(result: BenchResult, out: Path) -> Path:
         style = "-o" if backend == "chain" else "--s"
         cpu_ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label, ms=4)
         mem_ax.plot([p[0] for p in pts], [p[2] for p in pts], style, label=label, ms=4)
-    for name, pts in PAPER_CHAIN_CPU.items():
+    for name, paper in PAPER_CHAIN_CPU.items():
         color = "black" if name == "QBFT" else "grey"
-        cpu_ax.plot(list(pts), list(pts.values()), ":x", color=color, label=f"paper Besu ({name})")
+        cpu_ax.plot(
+            list(paper), list(paper.values()), ":x", color=color, label=f"paper Besu ({name})"
+        )
     mem = PAPER_CHAIN_MEM_MB
     mem_ax.plot(list(mem), list(mem.values()), ":x", color="black", label="paper Besu node")
     cpu_ax.set(xlabel="N (MEC systems)", ylabel="vCPU (mean per instance)", title="CPU")

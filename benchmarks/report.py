@@ -25,7 +25,7 @@ from benchmarks.reference import (
     paper_total,
 )
 from benchmarks.runner import BenchResult, FederationRow, SampleRow
-from mecfed.testbed.testbed import split_roles
+from mecfed.testbed.plan import split_roles
 
 Key = tuple[str, float | None, int]  # (backend, block time, N)
 
@@ -195,13 +195,13 @@ def summary_md(result: BenchResult, command: str, elapsed_s: float) -> str:
         lines += ["", "## Failures and notes (each row in federations.csv)", ""]
         lines += [
             f"- {_label(key)}: {count} x {state}: {error}"
-            for (key, state, error), count in _failure_kinds(failures).items()
+            for (key, state, error), count in failure_kinds(failures).items()
         ]
         lines += [f"- {note}" for note in result.notes]
     return "\n".join(lines) + "\n"
 
 
-def _failure_kinds(rows: Iterable[FederationRow]) -> dict[tuple[Key, str, str], int]:
+def failure_kinds(rows: Iterable[FederationRow]) -> dict[tuple[Key, str, str], int]:
     """Failures grouped by point and error, ids and addresses masked, so a
     systematic failure reads as one line with its count."""
     kinds: dict[tuple[Key, str, str], int] = defaultdict(int)

@@ -11,22 +11,22 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
 from benchmarks import SYSTEMS
 from benchmarks.sampler import ResourceSampler, Sample, Target, container_targets
 from benchmarks.traces import step_seconds, wait_for_roots
-from mecfed import security
-from mecfed.collector import SpanCollector
+from mecfed.cli.collector import SpanCollector
+from mecfed.cli.federate import Outcome, RequestOptions, ensure_local_app, federate, offers_for
 from mecfed.config import SystemConfig
-from mecfed.demo import DemoOptions, Outcome, ensure_local_app, federate, offers_for
+from mecfed.rpc.security import secure_channel
+from mecfed.testbed.plan import split_roles
 from mecfed.v1 import common_pb2, federator_pb2, federator_pb2_grpc
 
 if TYPE_CHECKING:
-    from mecfed.testbed import Testbed
-    from mecfed.testbed.testbed import TestbedState
+    from mecfed.testbed import Testbed, TestbedState
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,25 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
 
 
-class Reporter:
-    """What the runner tells the progress display; the default is silent."""
+class Reporter(Protocol):
+    """What the runner tells the progress display."""
 
     def point(self, label: str, runs: int) -> None: ...
     def status(self, text: str) -> None: ...
     def run_done(self, rows: list[FederationRow]) -> None: ...
+
+
+class SilentReporter:
+    """The default :class:`Reporter`: tells nobody."""
+
+    def point(self, label: str, runs: int) -> None:
+        pass
+
+    def status(self, text: str) -> None:
+        pass
+
+    def run_done(self, rows: list[FederationRow]) -> None:
+        pass
 
 
 def points(opts: BenchOptions) -> list[tuple[str, float | None, int]]:
@@ -121,9 +134,9 @@ async def run_bench(
     opts: BenchOptions, collector: SpanCollector, reporter: Reporter | None = None
 ) -> BenchResult:
     from mecfed.testbed import Testbed
-    from meo.image import build_image
+    from meo.image import build_image  # the app image is the MEO's
 
-    reporter = reporter or Reporter()
+    reporter = reporter or SilentReporter()
     result = BenchResult()
     reporter.status("building the app image")
     await asyncio.to_thread(build_image, opts.image)
@@ -195,8 +208,6 @@ def _point_failed(
     n: int,
     error: str,
 ) -> None:
-    from mecfed.testbed.testbed import split_roles
-
     consumers = split_roles(n).count("consumer")
     result.notes.append(f"{backend} N={n}: {error}")
     for run in runs:
@@ -223,12 +234,8 @@ async def _run_point(
     configs = [SystemConfig.load(s.config_path) for s in consumers]
     services = [f"svc-{c.system_id}" for c in configs]
     k = offers_for(n)
-    demo = DemoOptions(
-        backend=backend,
-        systems=n,
-        image=opts.image,
-        offers_to_wait_for=k,
-        offer_timeout_ms=opts.offer_timeout_ms,
+    request = RequestOptions(
+        image=opts.image, offers_to_wait_for=k, offer_timeout_ms=opts.offer_timeout_ms
     )
     reporter.status(f"{backend} N={n}: starting the consumers' local services")
     # The consumers' own services stay across runs; only federations change.
@@ -249,7 +256,7 @@ async def _run_point(
         sampler = ResourceSampler(fixed, testbed, max_seconds=opts.run_timeout + 30)
         sampler.start()
         try:
-            await _one_run(configs, services, demo, outcomes, opts.run_timeout)
+            await _one_run(configs, services, request, outcomes, opts.run_timeout)
         finally:
             samples = await asyncio.to_thread(sampler.stop)
         result.samples += [SampleRow(backend, bt, n, run, s) for s in samples]
@@ -284,13 +291,13 @@ def _fixed_targets(state: TestbedState) -> list[Target]:
 async def _one_run(
     configs: list[SystemConfig],
     services: list[str],
-    demo: DemoOptions,
+    request: RequestOptions,
     outcomes: list[Outcome],
     timeout: float,
 ) -> None:
     start = asyncio.Event()
     tasks = [
-        asyncio.create_task(federate(c, s, demo, start, o, lambda: None))
+        asyncio.create_task(federate(c, s, request, start, o, lambda: None))
         for c, s, o in zip(configs, services, outcomes, strict=True)
     ]
     await asyncio.sleep(0)
@@ -381,7 +388,7 @@ async def _terminate(
 
 async def _terminate_one(cfg: SystemConfig, o: Outcome) -> list[str]:
     problems: list[str] = []
-    async with security.secure_channel(cfg.mef_listen, cfg.tls, cfg.system_id) as ch:
+    async with secure_channel(cfg.mef_listen, cfg.tls, cfg.system_id) as ch:
         stub = federator_pb2_grpc.MecFederatorStub(ch)
         if o.federation is not None:
             fid = o.federation.federation_id

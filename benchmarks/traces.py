@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from benchmarks import STEPS
-from mecfed.collector import SpanCollector
+from mecfed.cli.collector import SpanCollector
 
 SpanDict = dict[str, Any]
 

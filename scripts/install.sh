@@ -24,7 +24,7 @@ fi
 stamp=.venv/.mecfed-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "install: python dependencies into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,ui,bench]'
   touch "$stamp"
 fi
 

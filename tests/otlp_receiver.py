@@ -1,6 +1,6 @@
 """Real OTLP/gRPC receiver for tests.
 
-It is ``mecfed.collector.SpanCollector`` (the demo's fallback collector), so
+It is ``mecfed.cli.collector.SpanCollector`` (the demo's fallback collector), so
 the tests exercise the same code path the demo relies on:
 
     async with OtlpReceiver() as rx:            # 127.0.0.1, free port
@@ -15,7 +15,7 @@ resource (incl. service.name), service_name, scope.
 
 from __future__ import annotations
 
-from mecfed.collector import SpanCollector, SpanDict
+from mecfed.cli.collector import SpanCollector, SpanDict
 
 OtlpReceiver = SpanCollector
 

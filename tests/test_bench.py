@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import STEPS
-from benchmarks.report import _failure_kinds, stats
+from benchmarks.report import failure_kinds, stats
 from benchmarks.runner import FederationRow
 from benchmarks.traces import federation_roots, step_seconds
 
@@ -57,7 +57,7 @@ def test_stats_and_failure_grouping() -> None:
         FederationRow("chain", 5.0, 30, 2, run, "mec-01", state="FAILED", error=f"awarded {a}")
         for run, a in enumerate(["0xabc", "0xdef"])
     ]
-    assert _failure_kinds(rows) == {(("chain", 5.0, 30), "FAILED", "awarded …"): 2}
+    assert failure_kinds(rows) == {(("chain", 5.0, 30), "FAILED", "awarded …"): 2}
 
 
 @pytest.mark.integration
@@ -66,7 +66,7 @@ def test_quick_bench_writes_csv_summary_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "results"
     proc = subprocess.run(
         [sys.executable, "-m", "mecfed.cli", "bench", "--quick", "--out", str(out),
-         "--testbed", "mftb", "--subnet", "10.211.0.0/16"],
+         "--testbed", "mfappb", "--subnet", "10.219.64.0/18"],
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -6,11 +6,20 @@ import asyncio
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from mecfed.chain.anvil import Anvil
-from mecfed.chain.client import ChainClient
 from mecfed.chain.keystore import load_key
+
+
+def rpc(url: str, method: str, params: list[Any]) -> Any:
+    """One JSON-RPC call over HTTP, independent of the chain client."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as reply:
+        return json.loads(reply.read())["result"]
 
 
 def mecfed(*args: str) -> subprocess.CompletedProcess[str]:
@@ -50,8 +59,7 @@ async def test_keystore_then_deploy_records_a_live_contract(tmp_path: Path) -> N
         assert deployed.returncode == 0, deployed.stderr
         address = deployed.stdout.strip()
         assert json.loads(record.read_text())["contract"] == address
-        async with await ChainClient.connect(anvil.ws_url, load_key(keystore, password)) as c:
-            code = await c.request("eth_getCode", [address, "latest"])
+        code = await asyncio.to_thread(rpc, anvil.http_url, "eth_getCode", [address, "latest"])
         assert len(code) > 100
 
         wrong = tmp_path / "wrong"
@@ -71,3 +79,28 @@ async def test_keystore_then_deploy_records_a_live_contract(tmp_path: Path) -> N
         )
         assert refused.returncode != 0
         assert "password" in refused.stderr.lower()
+
+        majority = await asyncio.to_thread(
+            mecfed,
+            "chain",
+            "deploy",
+            "--ws-url",
+            anvil.ws_url,
+            "--keystore",
+            str(keystore),
+            "--password-file",
+            str(password),
+            "--policy",
+            "majority",
+            "--member",
+            admin,
+            "--record",
+            str(record),
+        )
+        assert majority.returncode == 0, majority.stderr
+        assert json.loads(record.read_text()) == {
+            "contract": majority.stdout.strip(),
+            "ws_url": anvil.ws_url,
+            "policy": "majority",
+        }
+        assert majority.stdout.strip() != address

@@ -18,8 +18,8 @@ import pytest
 import pytest_asyncio
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from mecfed import security
 from mecfed.config import SystemConfig, TlsPaths
+from mecfed.rpc import security
 from mecfed.testbed import Testbed, supervisor
 from mecfed.testbed import netns as tb_netns
 from mecfed.testbed.pki import Pki

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mecfed.collector import SpanCollector
+from mecfed.cli.collector import SpanCollector
 
 pytestmark = [
     pytest.mark.integration,

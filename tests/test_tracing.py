@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from mecfed import tracing
-from mecfed.trace_view import find_traces, load_jsonl, render_waterfall, spans_to_jsonl
+from mecfed.cli.trace_view import find_traces, load_jsonl, render_waterfall, spans_to_jsonl
 from tests.otlp_receiver import OtlpReceiver, SpanDict
 
 pytestmark = pytest.mark.timeout(60)
@@ -335,3 +335,26 @@ def test_waterfall_three_levels(tmp_path) -> None:
     assert "vni=42" in body[2]
     assert "other-trace" not in out
     assert "other-trace" in render_waterfall(spans, "cd" * 16)
+
+
+# -- the collector's server ----------------------------------------------------------------
+
+
+async def test_collector_health_malformed_export_and_stop() -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    rx = OtlpReceiver()
+    await rx.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{rx.port}") as ch:
+        reply = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        export = ch.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await export(b"\xff\xff\xff", timeout=5)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "ExportTraceServiceRequest" in (bad.value.details() or "")
+        await rx.stop()
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await export(b"", timeout=2)
+        assert gone.value.code() == grpc.StatusCode.UNAVAILABLE
+    await rx.stop()  # idempotent

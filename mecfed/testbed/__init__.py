@@ -1,6 +1,23 @@
 """Testbed: N ETSI MEC systems (MEF + MEO each) in network namespaces on one
-machine, with a shared underlay and one mTLS identity per system."""
+machine, with a shared underlay and one mTLS identity per system.
 
-from mecfed.testbed.testbed import SystemState, Testbed, TestbedState, split_roles
+``plan`` (pure: roles, names, addresses, ports, configs) -> provisioners
+(``pki``, ``netns``, ``chain``, ``containers``) and ``supervisor``
+(processes, health) -> ``testbed`` (``Testbed.up``/``down``, ordering and
+crash safety); ``state`` is what is saved between them.
+"""
 
-__all__ = ["SystemState", "Testbed", "TestbedState", "split_roles"]
+from mecfed.testbed.plan import Params, Plan, SystemPlan, make_plan, split_roles
+from mecfed.testbed.state import SystemState, TestbedState
+from mecfed.testbed.testbed import Testbed
+
+__all__ = [
+    "Params",
+    "Plan",
+    "SystemPlan",
+    "SystemState",
+    "Testbed",
+    "TestbedState",
+    "make_plan",
+    "split_roles",
+]

@@ -17,7 +17,8 @@ every system reaches services on the host via the gateway. Forwarding is
 switched off on that veth, so nothing from the testbed is routed off the
 machine (no NAT, no ip_forward changes).
 
-All calls are synchronous pyroute2; the testbed runs them in a thread.
+All calls are synchronous pyroute2; the testbed runs them in a thread. The
+names and addresses come from :class:`mecfed.testbed.plan.Underlay`.
 """
 
 from __future__ import annotations
@@ -29,65 +30,21 @@ import logging
 import os
 import signal
 import socket
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
+from mecfed.testbed.plan import Underlay
+
 log = logging.getLogger(__name__)
 
-IFNAMSIZ = 15  # Linux interface names have at most 15 characters.
-FIRST_HOST = 10  # system i gets network address + FIRST_HOST + i
 SYSTEM_IFNAME = "ul0"
 BRIDGE_IFNAME = "br0"
 
-
-@dataclass(frozen=True)
-class Underlay:
-    """Names and addresses of the shared underlay of the testbed ``prefix``."""
-
-    prefix: str
-    subnet: ipaddress.IPv4Network
-
-    def __post_init__(self) -> None:
-        # The longest name we create in the root namespace is "<prefix>hb".
-        if len(self.prefix) + 2 > IFNAMSIZ:
-            raise ValueError(f"testbed prefix {self.prefix!r} too long for interface names")
-        if self.subnet.num_addresses < 4:
-            raise ValueError(f"subnet {self.subnet} too small")
-
-    @property
-    def namespace(self) -> str:
-        return f"{self.prefix}ul"
-
-    @property
-    def host_link(self) -> str:
-        return f"{self.prefix}h"
-
-    @property
-    def host_peer(self) -> str:
-        return f"{self.prefix}hb"
-
-    @property
-    def gateway(self) -> ipaddress.IPv4Address:
-        return self.subnet.network_address + 1
-
-    @property
-    def max_systems(self) -> int:
-        return self.subnet.num_addresses - FIRST_HOST - 2  # minus broadcast
-
-    def system_namespace(self, index: int) -> str:
-        return f"{self.prefix}s{index}"
-
-    def system_port(self, index: int) -> str:
-        """The bridge port of system ``index`` (inside the underlay ns)."""
-        return f"p{index}"
-
-    def system_ip(self, index: int) -> ipaddress.IPv4Address:
-        if not 1 <= index <= self.max_systems:
-            raise ValueError(f"system index {index} does not fit into {self.subnet}")
-        return self.subnet.network_address + FIRST_HOST + index
+# Called with ("namespace" | "link", name) before that name is created.
+Record = Callable[[str, str], None]
 
 
 def _set_sysctl(path: str, value: str) -> None:
@@ -197,6 +154,19 @@ def ensure_system(ul: Underlay, index: int) -> None:
         except NetlinkError as exc:
             if exc.code != 17:
                 raise
+
+
+def provision(ul: Underlay, indices: Sequence[int], record: Record) -> None:
+    """The underlay and the namespaces of systems ``indices``; each name is
+    handed to ``record`` (which saves it) before it is created, so a crash
+    in between leaves a name that ``remove_all`` clears even though it may
+    not exist."""
+    record("namespace", ul.namespace)
+    record("link", ul.host_link)
+    ensure_underlay(ul)
+    for index in indices:
+        record("namespace", ul.system_namespace(index))
+        ensure_system(ul, index)
 
 
 def testbed_namespaces(prefix: str) -> list[str]:

@@ -26,6 +26,15 @@ _VALIDITY = dt.timedelta(days=3650)
 _BACKDATE = dt.timedelta(hours=1)
 
 
+def identity_paths(directory: Path, system_id: str) -> TlsPaths:
+    """Where the CA in ``directory`` keeps the identity of ``system_id``."""
+    return TlsPaths(
+        ca=str(directory / "ca.pem"),
+        cert=str(directory / f"{system_id}.pem"),
+        key=str(directory / f"{system_id}.key"),
+    )
+
+
 def _write_private(path: Path, data: bytes) -> None:
     """Writes a key readable only by its owner (created 0600, never widened)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -105,11 +114,7 @@ class Pki:
         return cert, key
 
     def paths(self, system_id: str) -> TlsPaths:
-        return TlsPaths(
-            ca=str(self.ca_cert_path),
-            cert=str(self.directory / f"{system_id}.pem"),
-            key=str(self.directory / f"{system_id}.key"),
-        )
+        return identity_paths(self.directory, system_id)
 
     def issue(self, system_id: str, ips: Iterable[str] = ()) -> TlsPaths:
         """Returns the identity of ``system_id``, issuing it if missing.

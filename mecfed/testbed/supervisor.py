@@ -18,7 +18,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +56,7 @@ class Process:
     popen: subprocess.Popen | None = None
 
     def alive(self) -> bool:
-        return _alive(self.pid, self.popen)
+        return is_alive(self.pid, self.popen)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -111,7 +111,8 @@ def start(
     return Process(name=name, pid=popen.pid, log_path=log_path, popen=popen)
 
 
-def _alive(pid: int, popen: subprocess.Popen | None = None) -> bool:
+def is_alive(pid: int, popen: subprocess.Popen | None = None) -> bool:
+    """Whether ``pid`` runs (a zombie does not; our own children get reaped)."""
     if popen is not None:
         return popen.poll() is None
     try:
@@ -145,19 +146,26 @@ def find_tagged(testbed: str) -> list[int]:
     ]
 
 
+KILL_WAIT = 5.0  # seconds to wait for the kernel after SIGKILL
+
+
 async def stop(pid: int, *, timeout: float = 5.0, popen: subprocess.Popen | None = None) -> None:
-    """SIGTERM, then SIGKILL if ``pid`` is still running after ``timeout``."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+    """SIGTERM, then SIGKILL if ``pid`` is still running after ``timeout``.
+
+    MEF and MEO servers take SIGTERM as the start of a graceful shutdown
+    (health NOT_SERVING, calls in flight finish, spans are flushed);
+    ``timeout`` bounds it."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, KILL_WAIT)):
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             break
         deadline = time.monotonic() + wait
         delay = 0.01
-        while _alive(pid, popen) and time.monotonic() < deadline:
+        while is_alive(pid, popen) and time.monotonic() < deadline:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
-        if not _alive(pid, popen):
+        if not is_alive(pid, popen):
             break
     if popen is not None:
         popen.poll()
@@ -177,6 +185,76 @@ async def probe(target: str, tls: TlsPaths, expected_peer_id: str, timeout: floa
 
 class NotHealthy(RuntimeError):
     pass
+
+
+class Supervisor:
+    """The processes of testbed ``testbed``: started tagged, found again by
+    pid (only while still tagged and alive: pids get reused), stopped with
+    SIGTERM and, after ``stop_timeout``, SIGKILL. Keeps the Popen handles of
+    what it started, so its own children are reaped."""
+
+    def __init__(self, testbed: str, *, stop_timeout: float = 5.0) -> None:
+        self.testbed = testbed
+        self.stop_timeout = stop_timeout
+        self._procs: dict[int, Process] = {}
+
+    def running(self, name: str, pid: int | None, log_path: Path) -> Process | None:
+        """The recorded process ``pid`` if it still is one of ours."""
+        if not pid or not is_tagged(pid, self.testbed) or not is_alive(pid):
+            return None
+        return self._procs.get(pid) or Process(name, pid, log_path)
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        namespace: str | None,
+        run_dir: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> Process:
+        proc = start(
+            name, argv, namespace=namespace, testbed=self.testbed, run_dir=run_dir, env=env
+        )
+        self._procs[proc.pid] = proc
+        return proc
+
+    def ours(self, pids: Iterable[int]) -> set[int]:
+        """Those of ``pids`` that still are processes of this testbed."""
+        return {pid for pid in pids if is_tagged(pid, self.testbed)}
+
+    def tagged(self) -> list[int]:
+        return find_tagged(self.testbed)
+
+    async def stop_all(self, pids: Iterable[int]) -> None:
+        """Stops ``pids`` concurrently (never this process)."""
+        me = os.getpid()
+        await asyncio.gather(
+            *(
+                stop(
+                    pid,
+                    timeout=self.stop_timeout,
+                    popen=p.popen if (p := self._procs.get(pid)) else None,
+                )
+                for pid in set(pids)
+                if pid != me
+            )
+        )
+        self._procs.clear()
+
+
+async def wait_all_healthy(
+    checks: Iterable[tuple[str, TlsPaths, str, Process]], *, deadline: float
+) -> None:
+    """Waits for every (target, tls, peer id, process) to be SERVING; one
+    NotHealthy naming every failure as soon as one fails (the other waits
+    are cancelled)."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for target, tls, peer, proc in checks:
+                tg.create_task(wait_healthy(target, tls, peer, deadline=deadline, process=proc))
+    except* NotHealthy as group:
+        raise NotHealthy("\n".join(str(exc) for exc in group.exceptions)) from None
 
 
 async def wait_healthy(

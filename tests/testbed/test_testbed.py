@@ -19,10 +19,12 @@ from pyroute2 import netns as pyroute2_netns
 from mecfed.config import SystemConfig
 from mecfed.testbed import Testbed, TestbedState, split_roles, supervisor
 from mecfed.testbed import netns as tbnetns
+from mecfed.testbed.plan import Underlay
+from tests.testbed.standin import GRACEFUL
 
-NAME = "mfct"  # prefix "mfct-": distinct from a real "mecfed" testbed
+NAME = "mfapp"  # prefix "mfapp-": distinct from a real "mecfed" testbed
 PREFIX = f"{NAME}-"
-SUBNET = "10.219.0.0/16"
+SUBNET = "10.219.0.0/18"
 BASE_PORT = 50061
 STANDIN = Path(__file__).with_name("standin.py")
 
@@ -76,16 +78,18 @@ def test_explicit_consumers():
 
 
 def test_underlay_addressing():
-    ul = tbnetns.Underlay("mecfed-", ipaddress.ip_network("10.213.0.0/16"))
+    ul = Underlay("mecfed-", ipaddress.ip_network("10.213.0.0/16"))
     assert str(ul.gateway) == "10.213.0.1"
     assert str(ul.system_ip(1)) == "10.213.0.11"
     assert str(ul.system_ip(200)) == "10.213.0.210"
     assert max(len(ul.host_peer), len(ul.system_namespace(200))) <= 15
-    small = tbnetns.Underlay("x-", ipaddress.ip_network("10.0.0.0/28"))
+    small = Underlay("x-", ipaddress.ip_network("10.0.0.0/28"))
     with pytest.raises(ValueError):
         small.system_ip(10)
     with pytest.raises(ValueError):
-        tbnetns.Underlay("much-too-long-", ipaddress.ip_network("10.0.0.0/16"))
+        Underlay("much-too-long-", ipaddress.ip_network("10.0.0.0/16"))
+    with pytest.raises(ValueError, match="IPv4"):
+        Underlay.of("x-", "fd00::/64")
 
 
 # -- root: namespaces and processes ---------------------------------------------
@@ -149,8 +153,37 @@ async def test_up_reachability_idempotency(testbed):
 
     await testbed.down()
     assert await leftovers() == ([], [], [])
+    # SIGTERM first: every server went through its graceful stop.
+    for s in state.systems:
+        for component in ("mef", "meo"):
+            log = (Path(s.run_dir) / f"{component}.log").read_text()
+            assert f"{component} {GRACEFUL}" in log, log
     await testbed.down()  # idempotent
     assert testbed.load_state().status == "down"
+
+
+@root_only
+@pytest.mark.integration
+async def test_down_kills_a_server_that_ignores_sigterm(tmp_path, monkeypatch):
+    monkeypatch.setenv("STANDIN_IGNORE_TERM", "1")
+    tb = Testbed(
+        NAME,
+        tmp_path,
+        subnet=SUBNET,
+        base_port=BASE_PORT,
+        command=standin_command,
+        health_timeout=30,
+        stop_timeout=1.0,
+    )
+    try:
+        await tb.up(2)
+        started = time.monotonic()
+        await tb.down()
+        # Bounded: 1 s of grace, then SIGKILL (all processes at once).
+        assert time.monotonic() - started < 8
+    finally:
+        await tb.down()
+    assert await leftovers() == ([], [], [])
 
 
 @root_only
@@ -166,8 +199,8 @@ _BRINGUP = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    sys.path.insert(0, {tests_dir!r})
-    from testbed.test_testbed import make_testbed
+    sys.path.insert(0, {repo_root!r})
+    from tests.testbed.test_testbed import make_testbed
     asyncio.run(make_testbed(Path({state_dir!r})).up(3))
     """
 )
@@ -177,7 +210,7 @@ _BRINGUP = textwrap.dedent(
 @pytest.mark.integration
 async def test_down_after_killed_bringup(testbed, tmp_path):
     script = _BRINGUP.format(
-        tests_dir=str(Path(__file__).parents[1]), state_dir=str(testbed.state_dir)
+        repo_root=str(Path(__file__).parents[2]), state_dir=str(testbed.state_dir)
     )
     # The stand-ins wait before serving, so bring-up hangs in the health wait.
     env = {**os.environ, "STANDIN_DELAY": "60"}

@@ -1,6 +1,6 @@
 """Terminal waterfall of one trace, from flattened span dicts.
 
-Span dicts are those of ``mecfed.collector`` (also what ``load_jsonl`` reads
+Span dicts are those of :mod:`mecfed.cli.collector` (also what ``load_jsonl`` reads
 back): trace_id, span_id, parent_span_id, name, start_ns, end_ns, status,
 attributes, resource / service_name. Plain text output, so it works in logs,
 CI and under ``rich`` alike.
@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 SpanDict = dict[str, Any]
+
+#: Where ``mecfed demo`` collects spans (without an OTLP endpoint of its own)
+#: and what ``mecfed trace`` reads by default.
+TRACE_FILE = Path("/var/lib/mecfed/traces/spans.jsonl")
 
 # Attribute (last dotted component) shown in the summary column, in this
 # order: what one looks at when comparing chain and direct federation.
@@ -197,10 +201,10 @@ def render_waterfall(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mecfed.trace_view SPANS.jsonl [TRACE_ID | FEDERATION_ID]``."""
+    """``python -m mecfed.cli.trace_view SPANS.jsonl [TRACE_ID | FEDERATION_ID]``."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m mecfed.trace_view", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m mecfed.cli.trace_view", description=main.__doc__)
     ap.add_argument("jsonl")
     ap.add_argument("select", nargs="?", help="trace id or federation id")
     ap.add_argument("--ascii", action="store_true")

@@ -3,7 +3,7 @@
 Used when no Jaeger is at hand: the demo starts one on the testbed gateway
 address (reachable from every namespace), points the MEF/MEO processes at it,
 and appends every received span to a JSONL file that ``mecfed trace`` renders
-with ``mecfed.trace_view``. The test suite uses it as its OTLP receiver.
+with :mod:`mecfed.cli.trace_view`. The test suite uses it as its OTLP receiver.
 
 Spans are flattened to plain dicts (see ``span_to_dict``) so they can be
 written as JSON and rendered without the OTel SDK.
@@ -20,9 +20,13 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
+
+from mecfed.rpc.server import Server
+from mecfed.rpc.service import service_handler
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,14 @@ def flatten(resource_spans: Iterable[ResourceSpans]) -> list[SpanDict]:
     return out
 
 
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+TRACE_SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"]
+
+
+class TraceService:
+    """``opentelemetry.proto.collector.trace.v1.TraceService``, served through
+    :func:`mecfed.rpc.service.service_handler` (malformed exports are
+    INVALID_ARGUMENT, like on every mecfed server)."""
+
     def __init__(self, sink: Callable[[list[SpanDict]], None]) -> None:
         self._sink = sink
 
@@ -114,7 +125,7 @@ class SpanCollector:
         self.port = port
         self.jsonl_path = Path(jsonl_path) if jsonl_path else None
         self.spans: list[SpanDict] = []
-        self._server: grpc.aio.Server | None = None
+        self._server: Server | None = None
         self._changed = asyncio.Event()
 
     @property
@@ -134,19 +145,25 @@ class SpanCollector:
             # Exporter batches are up to 512 spans; leave room.
             options=[("grpc.max_receive_message_length", 32 * 1024 * 1024)]
         )
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
-            _TraceService(self._receive), server
+        server.add_generic_rpc_handlers(
+            [service_handler(TRACE_SERVICE, TraceService(self._receive))]
         )
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         bind = f"[{self.host}]" if ":" in self.host else self.host
+        # Plain OTLP/gRPC without TLS, as exporters speak it by default.
         port = server.add_insecure_port(f"{bind}:{self.port}")
         if port == 0:
             raise OSError(f"cannot listen on {bind}:{self.port}")
         self.port = port
         await server.start()
-        self._server = server
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._server = Server(server, port, health_servicer)
         log.info("span collector listening on %s", self.endpoint)
 
     async def stop(self, grace: float = 0.5) -> None:
+        """Graceful: health turns NOT_SERVING, exports in flight get ``grace``
+        seconds to finish (their spans are kept), then the server stops."""
         server, self._server = self._server, None
         if server is not None:
             await server.stop(grace)
@@ -194,11 +211,11 @@ async def _serve(host: str, port: int, jsonl: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mecfed.collector [--host H] [--port P] [--jsonl FILE]``:
-    a stand-alone collector; render with ``python -m mecfed.trace_view FILE``."""
+    """``python -m mecfed.cli.collector [--host H] [--port P] [--jsonl FILE]``:
+    a stand-alone collector; render with ``python -m mecfed.cli.trace_view FILE``."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m mecfed.collector", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m mecfed.cli.collector", description=main.__doc__)
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (testbed gateway)")
     ap.add_argument("--port", type=int, default=4317)
     ap.add_argument("--jsonl", default="spans.jsonl", help="file spans are appended to")

@@ -1,6 +1,6 @@
 """``mecfed demo``: a testbed of N MEC systems, every consumer requests one
 federation at the same moment, a live progress display, a timeline, and a
-machine-readable summary (``--json``)."""
+machine-readable summary (``--json``). Needs the ``ui`` extra (rich)."""
 
 from __future__ import annotations
 
@@ -9,28 +9,26 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from mecfed import security, tracing
-from mecfed.collector import SpanCollector
+from mecfed import tracing
+from mecfed.cli.collector import SpanCollector
+from mecfed.cli.federate import (
+    STATE_NAMES,
+    STEP_ORDER,
+    Outcome,
+    RequestOptions,
+    ensure_local_app,
+    federate,
+    offers_for,
+)
+from mecfed.cli.trace_view import TRACE_FILE, find_traces, render_waterfall
 from mecfed.config import SystemConfig
-from mecfed.trace_view import find_traces, render_waterfall
-from mecfed.v1 import common_pb2, federator_pb2, federator_pb2_grpc
-from mecfed.v1 import orchestrator_pb2 as meo_pb
-from mecfed.v1 import orchestrator_pb2_grpc as meo_grpc
-
-STEP_ORDER = ("offer_collection", "award", "deployment", "overlay", "traffic_check")
-_STATE = {
-    v.number: v.name.removeprefix("FEDERATION_STATE_").lower()
-    for v in common_pb2.FederationState.DESCRIPTOR.values
-}
 
 
 @dataclass
@@ -50,116 +48,13 @@ class DemoOptions:
     otlp_endpoint: str | None = None
     tracing: bool = True
 
-
-@dataclass
-class Outcome:
-    consumer: str
-    federation: federator_pb2.Federation | None = None
-    error: str = ""
-    history: list[tuple[float, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return (
-            self.federation is not None
-            and self.federation.state == common_pb2.FEDERATION_STATE_ESTABLISHED
+    def request(self) -> RequestOptions:
+        return RequestOptions(
+            image=self.image,
+            max_price=self.max_price,
+            offers_to_wait_for=self.offers_to_wait_for or offers_for(self.systems),
+            offer_timeout_ms=self.offer_timeout_ms,
         )
-
-    def summary(self) -> dict[str, Any]:
-        fed = self.federation
-        if fed is None:
-            return {
-                "id": "",
-                "consumer": self.consumer,
-                "provider": "",
-                "seconds": 0.0,
-                "steps": {},
-                "traffic": {"sent": 0, "received": 0, "loss": 1.0, "rtt_ms": 0.0},
-                "error": self.error,
-            }
-        steps = {
-            s.name: round((s.finished_at.ToNanoseconds() - s.started_at.ToNanoseconds()) / 1e9, 4)
-            for s in fed.steps
-        }
-        seconds = (fed.updated_at.ToNanoseconds() - fed.created_at.ToNanoseconds()) / 1e9
-        out: dict[str, Any] = {
-            "id": fed.federation_id,
-            "consumer": fed.consumer_id,
-            "provider": fed.provider_id,
-            "seconds": round(seconds, 4),
-            "steps": steps,
-            "traffic": {
-                "sent": fed.traffic.sent,
-                "received": fed.traffic.received,
-                "loss": fed.traffic.loss if fed.traffic.sent else 1.0,
-                "rtt_ms": round(fed.traffic.rtt_ms, 3),
-            },
-        }
-        if fed.state == common_pb2.FEDERATION_STATE_FAILED:
-            out["error"] = fed.error.detail
-        return out
-
-
-def offers_for(systems: int) -> int:
-    """The paper waits for k = 1 offer below 10 systems, 2 from there on."""
-    return 1 if systems < 10 else 2
-
-
-async def ensure_local_app(config: SystemConfig, service: str, image: str) -> None:
-    """The consumer's own service runs before it asks to extend it."""
-    async with security.secure_channel(config.meo_listen, config.tls, config.system_id) as ch:
-        stub = meo_grpc.MecOrchestratorStub(ch)
-        try:
-            await stub.GetApp(meo_pb.GetAppRequest(name=service), timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND:
-                raise
-            await stub.CreateApp(
-                meo_pb.CreateAppRequest(
-                    name=service, spec=common_pb2.AppSpec(image=image, replicas=1)
-                ),
-                timeout=60,
-            )
-
-
-async def federate(
-    config: SystemConfig,
-    service: str,
-    options: DemoOptions,
-    start: asyncio.Event,
-    outcome: Outcome,
-    on_change: Any,
-) -> None:
-    """Requests one federation from the consumer's MEF (as its MEO would)
-    and follows it to a terminal state."""
-    k = options.offers_to_wait_for or offers_for(options.systems)
-    async with security.secure_channel(config.mef_listen, config.tls, config.system_id) as ch:
-        stub = federator_pb2_grpc.MecFederatorStub(ch)
-        await ch.channel_ready()
-        await start.wait()
-        try:
-            first = await stub.RequestFederation(
-                federator_pb2.RequestFederationRequest(
-                    service_name=service,
-                    app=common_pb2.AppSpec(image=options.image, replicas=1),
-                    requirements=common_pb2.Requirements(
-                        max_price=options.max_price,
-                        offers_to_wait_for=k,
-                        offer_timeout_ms=options.offer_timeout_ms,
-                    ),
-                ),
-                timeout=30,
-            )
-            async for fed in stub.WatchFederation(
-                federator_pb2.WatchFederationRequest(federation_id=first.federation_id),
-                timeout=300,
-            ):
-                outcome.federation = fed
-                outcome.history.append((time.time(), _STATE.get(fed.state, "?")))
-                on_change()
-        except grpc.aio.AioRpcError as exc:
-            outcome.error = f"{exc.code().name}: {exc.details()}"
-            on_change()
 
 
 def progress_table(outcomes: Sequence[Outcome], started: float) -> Table:
@@ -168,7 +63,7 @@ def progress_table(outcomes: Sequence[Outcome], started: float) -> Table:
         table.add_column(col)
     for o in outcomes:
         fed = o.federation
-        state = o.error or (_STATE.get(fed.state, "?") if fed else "starting")
+        state = o.error or (STATE_NAMES.get(fed.state, "?") if fed else "starting")
         style = "green" if o.ok else ("red" if o.error or "failed" in state else "")
         table.add_row(
             o.consumer,
@@ -205,9 +100,6 @@ def print_timeline(console: Console, outcomes: Sequence[Outcome]) -> None:
             console.print(f"  [red]error:[/] {s['error']}")
 
 
-TRACE_FILE = Path("/var/lib/mecfed/traces/spans.jsonl")
-
-
 async def run_demo(options: DemoOptions) -> dict[str, Any]:
     """With an OTLP endpoint (``--otlp-endpoint`` or OTEL_EXPORTER_OTLP_ENDPOINT)
     every process exports its spans there (e.g. Jaeger); otherwise the demo
@@ -230,7 +122,7 @@ async def _run_demo(
     options: DemoOptions, otlp_endpoint: str, collector: SpanCollector | None
 ) -> dict[str, Any]:
     from mecfed.testbed import Testbed
-    from meo.image import build_image
+    from meo.image import build_image  # the app image is the MEO's
 
     console = Console(stderr=options.json)
     console.print(
@@ -285,8 +177,9 @@ async def _run_demo(
             def refresh() -> None:
                 live.update(progress_table(outcomes, started))
 
+            request = options.request()
             tasks = [
-                asyncio.create_task(federate(c, svc, options, start, o, refresh))
+                asyncio.create_task(federate(c, svc, request, start, o, refresh))
                 for c, svc, o in zip(configs, services, outcomes, strict=True)
             ]
             await asyncio.sleep(0)

@@ -1,4 +1,6 @@
-"""The ``mecfed`` command line."""
+"""The ``mecfed`` command line: argument parsing and one handler per
+subcommand. Handlers import what they run (servers, testbed, benchmark)
+when called, so parsing and ``--help`` stay light."""
 
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mecfed.demo import DemoOptions, main
+    from mecfed.cli import extras
+
+    extras.require("ui", "demo")
+    from mecfed.cli.demo import DemoOptions, main
 
     return main(
         DemoOptions(
@@ -78,8 +83,6 @@ def _chain(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from mecfed.chain import federation as fedc
-    from mecfed.chain.client import ChainClient
     from mecfed.chain.keystore import create_keystore, load_key
 
     if args.action == "keystore":
@@ -88,12 +91,17 @@ def _chain(args: argparse.Namespace) -> int:
         return 0
 
     async def deploy() -> str:
+        # The chain client (web3) only for deploying.
+        from mecfed.chain.client import ChainClient
+        from mecfed.chain.federation import FederationContract, MembershipPolicy
+
         account = load_key(args.keystore, args.password_file)
-        policy = fedc.MAJORITY if args.policy == "majority" else fedc.ALLOWLIST
-        async with await ChainClient.connect(
-            args.ws_url, account, status_for=fedc.status_for
-        ) as client:
-            return await fedc.deploy(client, policy, args.member)
+        policy = (
+            MembershipPolicy.MAJORITY if args.policy == "majority" else MembershipPolicy.ALLOWLIST
+        )
+        async with await ChainClient.connect(args.ws_url, account) as client:
+            contract = await FederationContract.deploy(client, policy, args.member)
+            return contract.address
 
     address = asyncio.run(deploy())
     record = Path(args.record)
@@ -108,8 +116,7 @@ def _chain(args: argparse.Namespace) -> int:
 def _trace(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mecfed.demo import TRACE_FILE
-    from mecfed.trace_view import find_traces, load_jsonl, render_waterfall
+    from mecfed.cli.trace_view import TRACE_FILE, find_traces, load_jsonl, render_waterfall
 
     path = Path(args.file or TRACE_FILE)
     if not path.exists():
@@ -134,9 +141,59 @@ def _image(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from mecfed.cli import extras
+
+    extras.require("bench", "bench")
     from benchmarks.cli import main
 
     return main(args)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _backends(text: str) -> list[str]:
+    out = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [b for b in out if b not in ("chain", "direct")]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown backend(s): {', '.join(bad)}")
+    return out
+
+
+def bench_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``mecfed bench`` (read by ``benchmarks.cli.options``)."""
+    p.add_argument(
+        "--systems",
+        type=_ints,
+        default=None,
+        help="comma-separated N values (default 2,10,15,25,30)",
+    )
+    p.add_argument("--runs", type=int, default=20, help="runs per point (default 20)")
+    p.add_argument("--backend", type=_backends, default=["chain", "direct"], help="chain,direct")
+    p.add_argument(
+        "--block-time",
+        type=_floats,
+        default=[5.0],
+        help="chain block period(s) in s; a list sweeps, e.g. 5,2,1 (default 5)",
+    )
+    p.add_argument("--out", default=None, help="results folder (default benchmarks/results/<ts>)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: N=2, 1 run, both backends, block time 1 s",
+    )
+    p.add_argument("--testbed", default="mfbench", help="testbed name (prefix of its links)")
+    p.add_argument("--subnet", default="10.215.0.0/16", help="testbed underlay subnet")
+    p.add_argument("--image", default="mecfed/echo:1")
+    p.add_argument("--seed", type=int, default=0, help="seed dealing providers' tariff regions")
+    p.add_argument("--offer-timeout-ms", type=int, default=3000)
+    p.add_argument("--run-timeout", type=float, default=300.0, help="bound on one run, s")
+    p.add_argument("--keep", action="store_true", help="leave the last testbed up")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -241,8 +298,6 @@ def parser() -> argparse.ArgumentParser:
     img.add_argument("--tag", default="mecfed/echo:1")
     img.set_defaults(func=_image)
 
-    from benchmarks.cli import add_arguments as bench_arguments
-
     bench = sub.add_parser("bench", help="benchmark federations against the paper's numbers")
     bench_arguments(bench)
     bench.set_defaults(func=_bench)
@@ -264,5 +319,4 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["bench_arguments", "main", "parser"]
