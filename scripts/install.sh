@@ -28,6 +28,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# slither (contract static analysis, tests/contracts/test_slither.py) pins web3
+# below the version mecfed runs on, so it lives in a virtual environment of its own.
+SLITHER_VERSION=0.11.6
+if ! .venv-slither/bin/slither --version 2>/dev/null | grep -qx "$SLITHER_VERSION"; then
+  echo "install: slither-analyzer $SLITHER_VERSION into .venv-slither"
+  python3 -m venv .venv-slither
+  .venv-slither/bin/pip install -q --disable-pip-version-check "slither-analyzer==$SLITHER_VERSION"
+fi
+
 if [ -f package.json ] && { [ ! -d node_modules ] || [ package.json -nt node_modules ]; }; then
   echo "install: npm packages"
   npm ci --no-audit --no-fund --silent 2>/dev/null || npm install --no-audit --no-fund --silent

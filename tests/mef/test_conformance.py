@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from mecfed.v1 import common_pb2, federator_pb2
 from mecfed.model import TrafficCheck
+from mecfed.v1 import common_pb2, federator_pb2
 from mef.workflow import ConsumerSettings
 from tests.mef.conftest import NO_OFFERS, fixed_policy
 

@@ -36,7 +36,7 @@ async def run(workflow, req=None):
 
 
 async def test_cheapest_offer_wins_and_every_step_is_recorded():
-    workflow, transport, meo, clock = make(
+    workflow, _transport, meo, clock = make(
         [ScriptedProvider("p1", 300), ScriptedProvider("p2", 100)]
     )
     fed = await run(workflow, request(k=2))
@@ -61,7 +61,7 @@ async def test_offers_above_max_price_are_ignored():
 
 
 async def test_failed_winner_falls_back_to_the_next_offer():
-    workflow, transport, meo, _ = make(
+    workflow, transport, _meo, _ = make(
         [ScriptedProvider("p1", 100, fails=True), ScriptedProvider("p2", 200)]
     )
     fed = await run(workflow, request(k=2))
@@ -81,7 +81,7 @@ async def test_market_fallback_asks_the_transport_for_the_next_winner():
 
 
 async def test_no_further_winner_fails_with_the_providers_reason():
-    workflow, transport, meo, _ = make([ScriptedProvider("p1", 100, fails=True)])
+    workflow, _transport, meo, _ = make([ScriptedProvider("p1", 100, fails=True)])
     fed = await run(workflow)
     assert fed.state == FederationState.FAILED
     assert fed.error is not None and "no room (scripted)" in fed.error.detail

@@ -17,8 +17,8 @@ from mecfed.errors import (
 from mecfed.model import (
     AppSpec,
     FixedPricing,
-    InstanceState,
     Installation,
+    InstanceState,
     OfferPolicy,
     OverlayEndpoint,
     Requirements,
@@ -53,7 +53,7 @@ def installation(fid: str = "fed-1", offer_id: str = "x") -> Installation:
 
 
 async def test_quote_accept_deploy_release():
-    provider, meo, _ = make()
+    provider, _meo, _ = make()
     offer = await provider.quote(need())
     app = await provider.accept(str(offer.ref), "cons", "fed-1")
     assert app.replicas == 1 and provider.ledger.used == 1
