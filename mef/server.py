@@ -148,6 +148,9 @@ async def start(
         access=access_policy(peers, transport.gate.callers),
         # Tracing first: a refused call is still seen in the trace.
         interceptors=tracing.server_interceptors(traces),
+        # Health says SERVING only once the transport has started (on the
+        # chain: the MEF is a member and listens to the contract).
+        ready=False,
     )
     me = system_info(config, rpc.port)
     peer_servicer.system_info = me
@@ -155,6 +158,7 @@ async def start(
     host = config.mef_listen.rpartition(":")[0]
     try:
         await transport.start(provider, deployments, f"{host}:{rpc.port}")
+        await rpc.mark_serving()
     except BaseException:
         await rpc.stop(0)
         await transport.close()

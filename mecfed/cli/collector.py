@@ -158,7 +158,7 @@ class SpanCollector:
         self.port = port
         await server.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        self._server = Server(server, port, health_servicer)
+        self._server = Server(server, port, health_servicer, (TRACE_SERVICE.full_name,))
         log.info("span collector listening on %s", self.endpoint)
 
     async def stop(self, grace: float = 0.5) -> None:

@@ -109,7 +109,7 @@ def require_price(value: int, field: str) -> int:
     if value <= 0:
         raise InvalidArgument.field(field, "must be greater than 0")
     if value > MAX_PRICE:
-        raise InvalidArgument.field(field, f"is {value}; at most {MAX_PRICE}")
+        raise InvalidArgument.field(field, f"is {value}, which is absurd; at most {MAX_PRICE}")
     return value
 
 

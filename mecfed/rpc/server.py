@@ -39,6 +39,12 @@ class Server:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+    services: tuple[str, ...]
+
+    async def mark_serving(self) -> None:
+        """Health turns SERVING for the server and each of its services."""
+        for name in ["", *self.services]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace: float | None = 1.0) -> None:
         """Graceful: health turns NOT_SERVING first (clients and probes stop
@@ -97,6 +103,7 @@ async def start_server(
     *,
     access: AccessPolicy | None,
     interceptors: Sequence[Any] = (),
+    ready: bool = True,
 ) -> Server:
     """Starts serving ``services`` (descriptor, implementation) on ``listen``.
 
@@ -105,7 +112,9 @@ async def start_server(
     client certificate). ``credentials=None`` serves without TLS, for tests
     of a single component only; every caller is then refused by ``access``
     unless the policy admits the anonymous peer id ``""``. ``interceptors`` run first (tracing),
-    so refused calls still appear in traces."""
+    so refused calls still appear in traces. ``ready=False`` leaves health
+    NOT_SERVING until :meth:`Server.mark_serving` (a server that still has
+    work to do before it can serve, e.g. joining the chain)."""
     if access is None:
         raise ValueError(
             f"refusing to start a gRPC server on {listen} without an authorisation policy"
@@ -127,9 +136,13 @@ async def start_server(
     if port == 0 and not listen.startswith("unix:"):
         raise OSError(f"could not bind {listen}")
     await server.start()
-    for name in ["", *names]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Server(server, port, health_servicer)
+    started = Server(server, port, health_servicer, tuple(names))
+    if ready:
+        await started.mark_serving()
+    else:
+        for name in ["", *names]:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    return started
 
 
 __all__ = ["AccessPolicy", "Server", "start_server"]

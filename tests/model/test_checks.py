@@ -148,7 +148,7 @@ def test_require_price_must_be_positive(value: int) -> None:
 
 
 def test_require_price_upper_bound() -> None:
-    with invalid("max_price", f"is {c.MAX_PRICE + 1}; at most {c.MAX_PRICE}"):
+    with invalid("max_price", f"is {c.MAX_PRICE + 1}, which is absurd; at most {c.MAX_PRICE}"):
         c.require_price(c.MAX_PRICE + 1, "max_price")
 
 

@@ -169,7 +169,7 @@ def test_fixed_pricing_ignores_everything() -> None:
     [
         (lambda: FixedPricing(0), "^fixed.price must be greater than 0$"),
         (lambda: FixedPricing(-1), "^fixed.price must be greater than 0$"),
-        (lambda: FixedPricing(MAX_PRICE + 1), f"^fixed.price is {MAX_PRICE + 1}; at most"),
+        (lambda: FixedPricing(MAX_PRICE + 1), f"^fixed.price is {MAX_PRICE + 1}, which is absurd"),
         (lambda: TariffPricing("XX"), "^tariff.region 'XX' is unknown; known regions: DE, "),
         (lambda: TariffPricing(""), "^tariff.region '' is unknown"),
         (lambda: TariffPricing("ES", 0), "^tariff.watt_hours_per_replica is 0"),

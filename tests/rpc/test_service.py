@@ -140,3 +140,20 @@ async def test_stop_enters_graceful_health_shutdown(server, channel):
 async def test_a_server_without_authorisation_policy_refuses_to_start():
     with pytest.raises(ValueError, match="authorisation policy"):
         await start_server("127.0.0.1:0", None, [(SERVICE, Impl())], access=None)
+
+
+async def test_a_server_not_ready_says_not_serving_until_marked():
+    srv = await start_server(
+        "127.0.0.1:0", None, [(SERVICE, Impl())], access=allow_all, ready=False
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            request = health_pb2.HealthCheckRequest(service="mecfed.v1.MecFederator")
+            assert (
+                await health.Check(request)
+            ).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            await srv.mark_serving()
+            assert (await health.Check(request)).status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await srv.stop(0)
