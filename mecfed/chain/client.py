@@ -268,6 +268,18 @@ class ChainClient:
             address=to_checksum_address(address), abi=list(abi), decode_tuples=True
         )
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up (subscribed to new heads) right now."""
+        return self._connected.is_set()
+
+    async def resync_nonce(self) -> None:
+        """Forgets the next nonce: the next send reads the account's pending
+        transaction count from the node (after a reorg rewound it, or when
+        another wallet sent from this account)."""
+        async with self._nonce_lock:
+            self._nonce = None
+
     # -- reads ----------------------------------------------------------------
 
     async def call(self, fn: Any, *, block: int | str = "latest") -> Any:
@@ -611,8 +623,7 @@ class ChainClient:
         except Web3RPCError as exc:
             if await self._node_knows(pending.tx_hash) is not False:
                 return
-            async with self._nonce_lock:
-                self._nonce = None
+            await self.resync_nonce()
             raise FailedPrecondition(
                 f"{pending.context}: transaction {pending.tx_hash} was dropped by the node "
                 f"and cannot be sent again: {exc}"
