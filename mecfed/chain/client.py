@@ -27,7 +27,6 @@ import contextlib
 import itertools
 import logging
 import statistics
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -49,18 +48,10 @@ from web3.exceptions import (
 )
 from web3.types import RPCEndpoint
 
-from mecfed.chain.events import (
-    Abi,
-    Event,
-    EventDecoder,
-    Head,
-    TopicFilter,
-    address_topic,
-    log_filter,
-)
+from mecfed.chain.decoders import Codec, Codecs
+from mecfed.chain.events import Abi, Event, Head, TopicFilter, address_topic, log_filter
 from mecfed.chain.provider import TRANSPORT_ERRORS, MultiplexProvider
 from mecfed.chain.revert import ContractRevert, ErrorDecoder, StatusFor, revert_class_for
-from mecfed.chain.revert import revert_data_of as _revert_data_of
 from mecfed.chain.subscriptions import (
     GETLOGS_CHUNK,
     Backoff,
@@ -125,12 +116,6 @@ class _Pulse:
 
 
 @dataclass(frozen=True)
-class _Codec:
-    errors: ErrorDecoder
-    events: EventDecoder | None
-
-
-@dataclass(frozen=True)
 class _Pending:
     """A sent transaction: what is needed to resend or explain it."""
 
@@ -138,7 +123,7 @@ class _Pending:
     raw: bytes  # the signed transaction, resent as is if the node drops it
     call: dict[str, Any]  # from/to/data/value, to re-run it at its block
     gas: int
-    codec: _Codec
+    codec: Codec
     address: str | None  # whose logs to decode (None: the contract it creates)
     context: str
 
@@ -184,7 +169,7 @@ class ChainClient:
         self._closing = False
         self._streams: set[LogStream] = set()
         self._head_streams: set[HeadStream] = set()
-        self._codecs: OrderedDict[int, tuple[Abi, _Codec]] = OrderedDict()
+        self._codecs = Codecs(w3)
         self._supervisor: asyncio.Task[None] | None = None
 
     @classmethod
@@ -291,7 +276,7 @@ class ChainClient:
                 lambda: fn.call({"from": self.address}, block_identifier=block), context
             )
         except ContractLogicError as exc:
-            raise self._revert(exc, self._codec(fn.contract_abi), context) from exc
+            raise self._codecs.of(fn.contract_abi).revert(exc, self.status_for, context) from exc
         except BadFunctionCallOutput as exc:
             raise FailedPrecondition(f"{context}: no contract answers at {fn.address}") from exc
         except Web3RPCError as exc:
@@ -337,7 +322,7 @@ class ChainClient:
         """Past logs (``eth_getLogs``, in chunks), decoded with ``abi``."""
         end = to_block if isinstance(to_block, int) else (await self.block(to_block)).number
         query = log_filter(address, topics)
-        decoder = self._codec(abi).events
+        decoder = self._codecs.of(abi).events
         assert decoder is not None
         events: list[Event] = []
         for start in range(from_block, end + 1, GETLOGS_CHUNK):
@@ -370,7 +355,7 @@ class ChainClient:
         reconnects without loss or duplicates."""
         if self._closing:
             raise Unavailable("chain client closed")
-        decoder = self._codec(abi).events
+        decoder = self._codecs.of(abi).events
         assert decoder is not None
         stream = LogStream(self, log_filter(address, topics), from_block, decoder)
         self._streams.add(stream)
@@ -392,7 +377,7 @@ class ChainClient:
         at gas estimation, before anything is sent; an explicit ``gas`` limit
         skips estimation (a mined revert is then explained after the fact).
         """
-        codec = self._codec(fn.contract_abi)
+        codec = self._codecs.of(fn.contract_abi)
         context = f"{fn.fn_name}()"
         call: dict[str, Any] = {"from": self.address, "value": value}
         if gas is None:
@@ -405,7 +390,7 @@ class ChainClient:
 
     async def deploy(self, abi: Abi, bytecode: str, *args: Any) -> tuple[str, Receipt]:
         """Deploys a contract; returns its address and the receipt."""
-        codec = self._codec(abi)
+        codec = self._codecs.of(abi)
         constructor = self.w3.eth.contract(abi=list(abi), bytecode=bytecode).constructor(*args)
         call = {"from": self.address}
         gas = await self._estimate(lambda: constructor.estimate_gas(call), codec, "deploy")
@@ -421,7 +406,7 @@ class ChainClient:
 
     async def transfer(self, to: str, wei: int) -> Receipt:
         """A plain value transfer (funding accounts)."""
-        codec = _Codec(ErrorDecoder(), None)
+        codec = Codec(ErrorDecoder(), None)
         call: dict[str, Any] = {"from": self.address, "to": to_checksum_address(to), "value": wei}
         gas = await self._estimate(
             lambda: self.w3.eth.estimate_gas(cast(Any, call)), codec, "transfer"
@@ -431,26 +416,15 @@ class ChainClient:
         return receipt
 
     async def _estimate(
-        self, estimate: Callable[[], Awaitable[int]], codec: _Codec, context: str
+        self, estimate: Callable[[], Awaitable[int]], codec: Codec, context: str
     ) -> int:
         try:
             gas = await self._request(estimate, f"eth_estimateGas {context}")
         except ContractLogicError as exc:
-            raise self._revert(exc, codec, context) from exc
+            raise codec.revert(exc, self.status_for, context) from exc
         except Web3RPCError as exc:  # e.g. insufficient funds for the value
             raise FailedPrecondition(f"{context}: node refused: {exc}") from exc
         return int(gas * self.gas_margin) + 10_000
-
-    def _revert(
-        self, exc: ContractLogicError, codec: _Codec, context: str, tx_hash: str | None = None
-    ) -> ContractRevert:
-        return codec.errors.to_exception(
-            _revert_data_of(exc) or b"",
-            self.status_for,
-            context=context,
-            tx_hash=tx_hash,
-            fallback_message=str(exc.message or exc),
-        )
 
     async def _fees(self) -> dict[str, int]:
         block = self._latest
@@ -479,7 +453,7 @@ class ChainClient:
         return cast(Mapping[str, Any], block)
 
     async def _send(
-        self, tx: dict[str, Any], codec: _Codec, address: str | None, context: str
+        self, tx: dict[str, Any], codec: Codec, address: str | None, context: str
     ) -> _Pending:
         call: dict[str, Any] = {k: tx[k] for k in ("to", "data", "value") if k in tx}
         call["from"] = self.address
@@ -666,7 +640,7 @@ class ChainClient:
                 "eth_call",
             )
         except ContractLogicError as exc:
-            return self._revert(exc, pending.codec, pending.context, receipt.tx_hash)
+            return pending.codec.revert(exc, self.status_for, pending.context, receipt.tx_hash)
         except (MecfedError, Web3Exception) as exc:
             log.debug("cannot re-run %s: %s", pending.tx_hash, exc)
         return unknown(
@@ -836,16 +810,3 @@ class ChainClient:
         except Web3RPCError as exc:
             raise Unavailable(f"eth_getLogs {start}..{end} refused: {exc}") from exc
         return sorted(logs, key=lambda r: (int(r["blockNumber"]), int(r["logIndex"])))
-
-    def _codec(self, abi: Abi) -> _Codec:
-        """Error and event decoders of ``abi`` (cached per ABI object)."""
-        key = id(abi)
-        entry = self._codecs.get(key)
-        if entry is None or entry[0] is not abi:
-            entry = (abi, _Codec(ErrorDecoder(abi), EventDecoder(self.w3, abi)))
-            self._codecs[key] = entry
-            if len(self._codecs) > 32:
-                self._codecs.popitem(last=False)
-        else:
-            self._codecs.move_to_end(key)
-        return entry[1]
