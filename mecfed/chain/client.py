@@ -44,26 +44,22 @@ from web3.exceptions import (
     TransactionNotFound,
     Web3Exception,
     Web3RPCError,
-    Web3ValidationError,
 )
 from web3.types import RPCEndpoint
 
+from mecfed.chain.connection import Connection, open_web3
 from mecfed.chain.decoders import Codec, Codecs
 from mecfed.chain.events import Abi, Event, Head, TopicFilter, address_topic, log_filter
 from mecfed.chain.provider import TRANSPORT_ERRORS, MultiplexProvider
 from mecfed.chain.revert import ContractRevert, ErrorDecoder, StatusFor, revert_class_for
 from mecfed.chain.subscriptions import (
     GETLOGS_CHUNK,
-    Backoff,
-    ConnectionLost,
-    HeadsSub,
     HeadStream,
     LogStream,
 )
 from mecfed.errors import (
     DeadlineExceeded,
     FailedPrecondition,
-    InvalidArgument,
     MecfedError,
     Unavailable,
 )
@@ -100,21 +96,6 @@ class Receipt:
         raise FailedPrecondition(f"transaction {self.tx_hash} emitted no {name}")
 
 
-class _Pulse:
-    """An event that fires and re-arms: waiters take :meth:`current` before
-    checking their condition, then wait on it."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def current(self) -> asyncio.Event:
-        return self._event
-
-    def fire(self) -> None:
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-
 @dataclass(frozen=True)
 class _Pending:
     """A sent transaction: what is needed to resend or explain it."""
@@ -148,29 +129,17 @@ class ChainClient:
         receipt_timeout: float = 60.0,
     ) -> None:
         self.w3 = w3
-        self._provider = cast(MultiplexProvider, w3.provider)
-        self.url = str(self._provider.endpoint_uri)
+        self._connection = Connection(w3, request_timeout=request_timeout)
+        self.url = self._connection.url
         self.account = account
         self.address: ChecksumAddress = account.address
         self.chain_id = chain_id
         self.status_for = status_for
-        self.request_timeout = request_timeout
         self.receipt_timeout = receipt_timeout
-        self.reconnects = 0
         self._nonce: int | None = None
         self._nonce_lock = asyncio.Lock()
-        self._generation = 0  # +1 per connection
-        self._connected = asyncio.Event()  # set while subscribed to heads
-        self._state = _Pulse()  # fires on connect, disconnect and close
-        self._heads = _Pulse()  # fires on every head
-        self._latest: Mapping[str, Any] | None = None  # latest head (a block)
         self._tip_supported = True
-        self._stop = asyncio.Event()
-        self._closing = False
-        self._streams: set[LogStream] = set()
-        self._head_streams: set[HeadStream] = set()
         self._codecs = Codecs(w3)
-        self._supervisor: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
@@ -183,23 +152,7 @@ class ChainClient:
         receipt_timeout: float = 60.0,
         connect_attempts: int = 5,
     ) -> ChainClient:
-        try:
-            provider = MultiplexProvider(url, request_timeout=request_timeout)
-        except Web3ValidationError as exc:
-            raise InvalidArgument(f"chain node URL {url!r}: {exc}") from None
-        w3 = AsyncWeb3(provider)
-        # No default middleware: it would ask for the chain id before every
-        # call, and its block validation rejects PoA (QBFT/Clique) extraData.
-        w3.middleware_onion.clear()
-        backoff = Backoff()
-        for attempt in itertools.count(1):
-            try:
-                await provider.connect()
-                break
-            except TRANSPORT_ERRORS as exc:
-                if attempt >= connect_attempts:
-                    raise Unavailable(f"cannot connect to {url}: {exc}") from exc
-                await backoff.wait()
+        w3 = await open_web3(url, request_timeout=request_timeout, attempts=connect_attempts)
         client: ChainClient | None = None
         try:
             chain_id = await w3.eth.chain_id
@@ -211,35 +164,21 @@ class ChainClient:
                 request_timeout=request_timeout,
                 receipt_timeout=receipt_timeout,
             )
-            client._supervisor = asyncio.create_task(client._supervise(), name=f"chain {url}")
-            await client._wait_connected(request_timeout)
+            await client._connection.start()
             return client
         except BaseException as exc:
             if client is not None:
                 await client.close()
             else:
                 with contextlib.suppress(Exception):
-                    await provider.disconnect()
+                    await cast(MultiplexProvider, w3.provider).disconnect()
             if isinstance(exc, (*TRANSPORT_ERRORS, TimeExhausted)):
                 raise Unavailable(f"{url} does not answer: {exc!r}") from exc
             raise
 
     async def close(self) -> None:
         """Ends every stream and the connection (bounded)."""
-        if self._closing:
-            return
-        self._closing = True
-        self._stop.set()
-        self._state.fire()
-        closing: list[Awaitable[None]] = [s.close() for s in self._streams]
-        closing += [s.close() for s in self._head_streams]
-        await asyncio.gather(*closing, return_exceptions=True)
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.wait({self._supervisor}, timeout=CLOSE_TIMEOUT_S)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._provider.disconnect(), CLOSE_TIMEOUT_S)
-        self._connected.clear()
+        await self._connection.close()
 
     async def __aenter__(self) -> ChainClient:
         return self
@@ -256,7 +195,21 @@ class ChainClient:
     @property
     def connected(self) -> bool:
         """Whether the connection is up (subscribed to new heads) right now."""
-        return self._connected.is_set()
+        return self._connection.connected
+
+    @property
+    def reconnects(self) -> int:
+        """How often the connection was lost and opened again."""
+        return self._connection.reconnects
+
+    @property
+    def request_timeout(self) -> float:
+        """How long a request waits for the connection to be up."""
+        return self._connection.request_timeout
+
+    @request_timeout.setter
+    def request_timeout(self, seconds: float) -> None:
+        self._connection.request_timeout = seconds
 
     async def resync_nonce(self) -> None:
         """Forgets the next nonce: the next send reads the account's pending
@@ -272,7 +225,7 @@ class ChainClient:
         decoded :class:`ContractRevert`."""
         context = f"{fn.fn_name}()"
         try:
-            return await self._request(
+            return await self._connection.request(
                 lambda: fn.call({"from": self.address}, block_identifier=block), context
             )
         except ContractLogicError as exc:
@@ -284,7 +237,9 @@ class ChainClient:
 
     async def balance(self, address: str | None = None) -> int:
         who = to_checksum_address(address or self.address)
-        return int(await self._request(lambda: self.w3.eth.get_balance(who), "eth_getBalance"))
+        return int(
+            await self._connection.request(lambda: self.w3.eth.get_balance(who), "eth_getBalance")
+        )
 
     async def head(self) -> Head:
         """The latest block."""
@@ -294,7 +249,7 @@ class ChainClient:
         """Block ``number`` (or a tag such as ``"latest"``); e.g. for the
         timestamp of an event's block."""
         try:
-            block = await self._request(
+            block = await self._connection.request(
                 lambda: self.w3.eth.get_block(cast(Any, number)), "eth_getBlockByNumber"
             )
         except Web3RPCError as exc:  # BlockNotFound
@@ -326,7 +281,9 @@ class ChainClient:
         assert decoder is not None
         events: list[Event] = []
         for start in range(from_block, end + 1, GETLOGS_CHUNK):
-            for raw in await self._get_raw_logs(query, start, min(end, start + GETLOGS_CHUNK - 1)):
+            for raw in await self._connection.raw_logs(
+                query, start, min(end, start + GETLOGS_CHUNK - 1)
+            ):
                 event = decoder(raw)
                 if event is not None:
                     events.append(event)
@@ -336,11 +293,7 @@ class ChainClient:
 
     def heads(self) -> HeadStream:
         """New heads from now on (one shared ``newHeads`` subscription)."""
-        if self._closing:
-            raise Unavailable("chain client closed")
-        stream = HeadStream(self)
-        self._head_streams.add(stream)
-        return stream
+        return self._connection.head_stream()
 
     def logs(
         self,
@@ -353,13 +306,9 @@ class ChainClient:
         ``None`` entries are wildcards) from ``from_block`` (``None``: from
         the next block), decoded with ``abi``. Subscribes at once; survives
         reconnects without loss or duplicates."""
-        if self._closing:
-            raise Unavailable("chain client closed")
         decoder = self._codecs.of(abi).events
         assert decoder is not None
-        stream = LogStream(self, log_filter(address, topics), from_block, decoder)
-        self._streams.add(stream)
-        return stream
+        return self._connection.log_stream(log_filter(address, topics), from_block, decoder)
 
     # -- transactions ---------------------------------------------------------
 
@@ -419,7 +368,7 @@ class ChainClient:
         self, estimate: Callable[[], Awaitable[int]], codec: Codec, context: str
     ) -> int:
         try:
-            gas = await self._request(estimate, f"eth_estimateGas {context}")
+            gas = await self._connection.request(estimate, f"eth_estimateGas {context}")
         except ContractLogicError as exc:
             raise codec.revert(exc, self.status_for, context) from exc
         except Web3RPCError as exc:  # e.g. insufficient funds for the value
@@ -427,17 +376,21 @@ class ChainClient:
         return int(gas * self.gas_margin) + 10_000
 
     async def _fees(self) -> dict[str, int]:
-        block = self._latest
+        block = self._connection.latest_block
         if block is None:
             block = await self._latest_block()
         base_fee = block.get("baseFeePerGas")
         if base_fee is None:
             # Pre-London chain: legacy pricing (0 on zero-gas Besu networks).
-            return {"gasPrice": int(await self._request(lambda: self.w3.eth.gas_price, "gas"))}
+            return {
+                "gasPrice": int(
+                    await self._connection.request(lambda: self.w3.eth.gas_price, "gas")
+                )
+            }
         tip = 0
         if self._tip_supported:
             try:
-                reply = await self._request(
+                reply = await self._connection.request(
                     lambda: self.w3.manager.coro_request(
                         RPCEndpoint("eth_maxPriorityFeePerGas"), []
                     ),
@@ -449,7 +402,9 @@ class ChainClient:
         return {"maxFeePerGas": 2 * int(base_fee) + tip, "maxPriorityFeePerGas": tip}
 
     async def _latest_block(self) -> Mapping[str, Any]:
-        block = await self._request(lambda: self.w3.eth.get_block("latest"), "eth_getBlockByNumber")
+        block = await self._connection.request(
+            lambda: self.w3.eth.get_block("latest"), "eth_getBlockByNumber"
+        )
         return cast(Mapping[str, Any], block)
 
     async def _send(
@@ -513,13 +468,13 @@ class ChainClient:
             raise FailedPrecondition(f"transaction rejected by node: {last_error}")
 
     async def _send_raw(self, raw: bytes) -> None:
-        await self._request(
+        await self._connection.request(
             lambda: self.w3.eth.send_raw_transaction(raw), "eth_sendRawTransaction", retry=False
         )
 
     async def _pending_nonce(self) -> int:
         return int(
-            await self._request(
+            await self._connection.request(
                 lambda: self.w3.eth.get_transaction_count(self.address, "pending"),
                 "eth_getTransactionCount",
             )
@@ -529,7 +484,7 @@ class ChainClient:
         """Whether the node has ``tx_hash`` (pending or mined); None if it
         can't be asked right now."""
         try:
-            await self._request(
+            await self._connection.request(
                 lambda: self.w3.eth.get_transaction(HexStr(tx_hash)), "eth_getTransactionByHash"
             )
             return True
@@ -550,7 +505,7 @@ class ChainClient:
         deadline = loop.time() + timeout
         checks = 0
         while True:
-            head = self._heads.current()
+            head = self._connection.next_head()
             raw = await self._receipt(pending.tx_hash)
             if raw is not None:
                 break
@@ -574,7 +529,7 @@ class ChainClient:
         try:
             return cast(
                 Mapping[str, Any],
-                await self._request(
+                await self._connection.request(
                     lambda: self.w3.eth.get_transaction_receipt(HexStr(tx_hash)),
                     "eth_getTransactionReceipt",
                 ),
@@ -632,7 +587,7 @@ class ChainClient:
             )
         # Re-run the call at the receipt's block to obtain the revert data.
         try:
-            await self._request(
+            await self._connection.request(
                 lambda: self.w3.eth.call(
                     cast(Any, {**pending.call, "gas": pending.gas}),
                     block_identifier=receipt.block_number,
@@ -649,164 +604,3 @@ class ChainClient:
             f"{pending.context}: transaction {receipt.tx_hash} reverted (reason not reproducible)",
             tx_hash=receipt.tx_hash,
         )
-
-    # -- the connection -------------------------------------------------------
-
-    async def _request(
-        self, make: Callable[[], Awaitable[T]], what: str, *, retry: bool = True
-    ) -> T:
-        """``await make()`` on the connection. Transport failures wait for the
-        reconnection and retry once when ``retry`` (idempotent requests only),
-        else raise Unavailable; node errors (web3 exceptions) pass through."""
-        for attempt in (0, 1):
-            generation = await self._wait_connected(self.request_timeout)
-            try:
-                return await make()
-            except TimeExhausted as exc:
-                raise Unavailable(f"{what}: {exc}") from exc
-            except TRANSPORT_ERRORS as exc:
-                if not retry or attempt == 1 or self._closing:
-                    raise Unavailable(f"{what} to {self.url} failed: {exc!r}") from exc
-                log.info("%s: %r; retrying after the reconnection", what, exc)
-                await self._wait_reconnected(generation)
-        raise AssertionError("unreachable")
-
-    async def _wait_connected(self, timeout: float | None) -> int:
-        """The current connection's generation, once connected."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            state = self._state.current()
-            if self._closing:
-                raise Unavailable("chain client closed")
-            if self._connected.is_set():
-                return self._generation
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                raise Unavailable(f"not connected to {self.url} (for {timeout:.0f} s)")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.wait(), remaining)
-
-    async def _wait_reconnected(self, generation: int) -> None:
-        """Until a connection newer than ``generation`` is up (bounded)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.request_timeout
-        while not self._closing and loop.time() < deadline:
-            state = self._state.current()
-            if self._generation > generation and self._connected.is_set():
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.wait(), deadline - loop.time())
-
-    async def _supervise(self) -> None:
-        """Keeps the connection up: subscribes to heads, dispatches every
-        notification, and on a drop reconnects with backoff; the log streams
-        then subscribe again and replay."""
-        backoff = Backoff()
-        failures = 0
-        have_connection = True  # connect() opened the first one
-        while not self._closing:
-            if not have_connection:
-                try:
-                    await self._provider.connect()
-                except TRANSPORT_ERRORS as exc:
-                    level = logging.WARNING if failures == 0 else logging.DEBUG
-                    log.log(level, "cannot reach %s (%s); retrying", self.url, exc)
-                    failures += 1
-                    await backoff.wait(self._stop)
-                    continue
-                self.reconnects += 1
-            have_connection = False
-            self._generation += 1
-            generation = self._generation
-            dispatcher = asyncio.create_task(self._dispatch(), name=f"chain dispatch {self.url}")
-            reason = "connection closed"
-            try:
-                await self._subscribe(HeadsSub(self._on_head, generation), connecting=True)
-                failures = 0
-                backoff.reset()
-                self._connected.set()
-                self._state.fire()
-                await dispatcher  # until the connection ends
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                reason = repr(exc)
-            finally:
-                self._connected.clear()
-                self._state.fire()
-                dispatcher.cancel()
-                lost = ConnectionLost(generation)
-                for stream in list(self._streams):
-                    stream._inbox.put_nowait(lost)
-                self._forget_subscriptions()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._provider.disconnect(), CLOSE_TIMEOUT_S)
-            if not self._closing:
-                log.warning("connection to %s lost (%s); reconnecting", self.url, reason)
-                await backoff.wait(self._stop)
-
-    async def _dispatch(self) -> None:
-        """Routes every subscription notification to its stream."""
-        manager = self.w3.subscription_manager
-        async for message in self.w3.socket.process_subscriptions():
-            sub = manager.get_by_id(message["subscription"])
-            sink = getattr(sub, "sink", None)
-            if sink is None:
-                continue
-            try:
-                sink(message["result"])
-            except Exception:
-                log.exception("subscription %s: notification not handled", sub)
-
-    def _on_head(self, block: Mapping[str, Any]) -> None:
-        head = Head.of(block)
-        self._latest = block
-        self._heads.fire()
-        for stream in list(self._head_streams):
-            stream._push(head)
-
-    async def _subscribe(self, sub: Any, *, connecting: bool = False) -> None:
-        """``eth_subscribe`` through web3's subscription manager (which the
-        dispatcher looks subscriptions up in). ``connecting``: for the
-        supervisor, before the connection counts as up."""
-        subscribe = self.w3.subscription_manager.subscribe
-        try:
-            if connecting:
-                await subscribe(sub)
-            else:
-                await self._request(lambda: subscribe(sub), "eth_subscribe", retry=False)
-        except Web3RPCError as exc:
-            raise Unavailable(f"eth_subscribe refused: {exc}") from exc
-
-    async def _unsubscribe(self, sub: Any) -> None:
-        manager = self.w3.subscription_manager
-        try:
-            if (
-                not self._closing
-                and sub.generation == self._generation
-                and self._connected.is_set()
-                and sub in manager.subscriptions
-            ):
-                with contextlib.suppress(Exception):
-                    # Not sub.unsubscribe(): web3 then queues a marker for
-                    # handler-based processing we don't run, and after 500
-                    # unsubscribes its queue is full and unsubscribe hangs.
-                    await asyncio.wait_for(self.w3.eth._unsubscribe(sub.id), UNSUBSCRIBE_TIMEOUT_S)
-        finally:
-            if sub in manager.subscriptions:
-                manager._remove_subscription(sub)
-
-    def _forget_subscriptions(self) -> None:
-        """Subscriptions of a closed connection (their ids mean nothing now)."""
-        manager = self.w3.subscription_manager
-        for sub in list(manager.subscriptions):
-            manager._remove_subscription(sub)
-
-    async def _get_raw_logs(self, query: Mapping[str, Any], start: int, end: int) -> list[Any]:
-        params = cast(Any, {**query, "fromBlock": start, "toBlock": end})
-        try:
-            logs = await self._request(lambda: self.w3.eth.get_logs(params), "eth_getLogs")
-        except Web3RPCError as exc:
-            raise Unavailable(f"eth_getLogs {start}..{end} refused: {exc}") from exc
-        return sorted(logs, key=lambda r: (int(r["blockNumber"]), int(r["logIndex"])))

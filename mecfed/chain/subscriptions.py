@@ -1,8 +1,9 @@
 """Log and head streams over the client's one multiplexed connection.
 
-Every stream is an ``eth_subscribe`` on the :class:`~mecfed.chain.client.ChainClient`'s
-WebSocket (web3's subscription manager); the client's dispatcher routes each
-notification to its stream. Heads share one ``newHeads`` subscription.
+Every stream is an ``eth_subscribe`` on the WebSocket of a
+:class:`~mecfed.chain.connection.Connection` (web3's subscription manager);
+the connection's dispatcher routes each notification to its stream. Heads
+share one ``newHeads`` subscription.
 
 Log streams never miss or repeat an event across reconnects:
 
@@ -15,7 +16,7 @@ A delivered log is remembered by ``(blockNumber, logIndex)`` with its block
 hash: the overlap of back-fill and live logs, and of a replay, is dropped,
 while a log at the same position in a *different* block (a reorg replaced
 the block) is delivered. ``removed: true`` logs are dropped. When the
-connection drops the client reconnects with backoff and every live stream
+connection drops it is reopened with backoff and every live stream
 subscribes again on the new connection and replays from its last delivered
 block (a few blocks earlier, for reorgs that happened meanwhile), so logs
 emitted while disconnected are delivered exactly once. Heads are wake-ups:
@@ -40,7 +41,7 @@ from mecfed.chain.provider import TRANSIENT_ERRORS
 from mecfed.errors import MecfedError, Unavailable
 
 if TYPE_CHECKING:
-    from mecfed.chain.client import ChainClient
+    from mecfed.chain.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +131,12 @@ class LogStream:
 
     def __init__(
         self,
-        client: ChainClient,
+        connection: Connection,
         query: Mapping[str, Any],
         from_block: int | None,
         decoder: EventDecoder,
     ) -> None:
-        self._client = client
+        self._connection = connection
         self.query = dict(query)
         self._decoder = decoder
         self._origin = from_block  # nothing before this block is delivered
@@ -181,8 +182,13 @@ class LogStream:
         self._task.cancel()
         await asyncio.wait({self._task}, timeout=5)
         await self._drop_subscription()
-        self._client._streams.discard(self)
+        self._connection.remove_stream(self)
         self._out.put_nowait(_END)
+
+    def connection_lost(self, generation: int) -> None:
+        """Connection ``generation`` ended (called by the connection): the
+        stream subscribes again on the next one and replays."""
+        self._inbox.put_nowait(ConnectionLost(generation))
 
     # -- the subscription -----------------------------------------------------
 
@@ -190,20 +196,20 @@ class LogStream:
         backoff = Backoff()
         failures = 0  # consecutive; only the first is a warning
         try:
-            while not self._closed and not self._client._closing:
+            while not self._closed and not self._connection.closing:
                 try:
-                    generation = await self._client._wait_connected(timeout=None)
+                    generation = await self._connection.wait_connected(timeout=None)
                     await self._session(generation)
                     backoff.reset()  # the connection ended; a new one is coming
                     failures = 0
                 except _RETRYABLE as exc:
-                    if self._closed or self._client._closing:
+                    if self._closed or self._connection.closing:
                         return
                     level = logging.WARNING if failures == 0 else logging.DEBUG
                     log.log(level, "log subscription %s failed (%r); retrying", self.query, exc)
                     failures += 1
                     await self._drop_subscription()
-                    await backoff.wait(self._client._stop)
+                    await backoff.wait(self._connection.stop)
                 finally:
                     self._live.clear()
         except asyncio.CancelledError:
@@ -214,23 +220,23 @@ class LogStream:
             self._out.put_nowait(_END)
 
     async def _session(self, generation: int) -> None:
-        client = self._client
+        connection = self._connection
         self._sub = None  # one of an earlier connection is gone with it
         sub = LogsSub(self.query, self._inbox.put_nowait, generation)
-        await client._subscribe(sub)
+        await connection.subscribe(sub)
         self._sub = sub
-        if client._generation != generation:
+        if connection.generation != generation:
             raise Unavailable("the connection changed while subscribing")
         # The head is read after subscribing: a log the subscription missed
         # (it came before the node knew of us) lies at or below it.
-        head = await client._request(lambda: client.w3.eth.block_number, "eth_blockNumber")
+        head = await connection.request(lambda: connection.w3.eth.block_number, "eth_blockNumber")
         if self._origin is None:
             self._origin = self.cursor = head + 1
         assert self.cursor is not None
         start = max(self._origin, self.cursor - REPLAY_OVERLAP_BLOCKS)
         while start <= head:
             end = min(head, start + GETLOGS_CHUNK - 1)
-            for raw in await client._get_raw_logs(self.query, start, end):
+            for raw in await connection.raw_logs(self.query, start, end):
                 self._accept(raw)
             start = end + 1
         self.cursor = max(self.cursor, head + 1)  # everything up to head is delivered
@@ -271,19 +277,20 @@ class LogStream:
     async def _drop_subscription(self) -> None:
         sub, self._sub = self._sub, None
         if sub is not None:
-            await self._client._unsubscribe(sub)
+            await self._connection.unsubscribe(sub)
 
 
 class HeadStream:
     """New block heads as they arrive (wake-ups: not replayed after a
     reconnect). ``async for head in stream``; ``await stream.close()``."""
 
-    def __init__(self, client: ChainClient) -> None:
-        self._client = client
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
         self._queue: asyncio.Queue[Head | _End] = asyncio.Queue()
         self._closed = False
 
-    def _push(self, head: Head) -> None:
+    def push(self, head: Head) -> None:
+        """A new head (called by the connection)."""
         if not self._closed:
             self._queue.put_nowait(head)
 
@@ -304,5 +311,5 @@ class HeadStream:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._client._head_streams.discard(self)
+            self._connection.remove_stream(self)
             self._queue.put_nowait(_END)
