@@ -124,6 +124,53 @@ class _End:
 _END = _End()
 
 
+class Delivered:
+    """The logs a stream has delivered, by ``(blockNumber, logIndex)`` with
+    their block hash (see the module doc), and where to replay from."""
+
+    def __init__(self, from_block: int | None) -> None:
+        self.origin = from_block  # nothing before this block is delivered
+        self.cursor = from_block  # replay from here (inclusive)
+        self._seen: dict[tuple[int, int], bytes] = {}  # (block, index) -> block hash
+        self._top = -1  # highest block delivered
+
+    def replay_start(self, head: int) -> int:
+        """The first block to fetch (again) when the node's head is ``head``;
+        a stream from the next block starts after it."""
+        if self.origin is None:
+            self.origin = self.cursor = head + 1
+        assert self.cursor is not None
+        return max(self.origin, self.cursor - REPLAY_OVERLAP_BLOCKS)
+
+    def caught_up(self, head: int) -> None:
+        """Everything up to block ``head`` is delivered."""
+        assert self.cursor is not None
+        self.cursor = max(self.cursor, head + 1)
+
+    def admit(self, raw: Mapping[str, Any]) -> bool:
+        """Whether log ``raw`` is to be delivered (it is then remembered)."""
+        number, index = int(raw["blockNumber"]), int(raw["logIndex"])
+        block = bytes(HexBytes(raw["blockHash"]))
+        key = (number, index)
+        if raw.get("removed"):
+            if self._seen.get(key) == block:
+                del self._seen[key]  # reorged out; its replacement will be new
+            return False
+        if self._seen.get(key) == block or number < self._top - DEDUP_BLOCKS:
+            return False  # delivered already (back-fill/live overlap, replay)
+        if self.origin is not None and number < self.origin:
+            return False
+        self._seen[key] = block
+        if number > self._top:
+            self._top = number
+            floor = number - DEDUP_BLOCKS
+            if len(self._seen) > 4 * DEDUP_BLOCKS:
+                self._seen = {k: v for k, v in self._seen.items() if k[0] >= floor}
+        if self.cursor is None or number > self.cursor:
+            self.cursor = number
+        return True
+
+
 class LogStream:
     """Decoded logs matching a node-side filter, from ``from_block`` (None:
     from the next block), surviving reconnects. ``async for event in
@@ -139,11 +186,8 @@ class LogStream:
         self._connection = connection
         self.query = dict(query)
         self._decoder = decoder
-        self._origin = from_block  # nothing before this block is delivered
-        self.cursor = from_block  # replay from here (inclusive)
+        self._delivered = Delivered(from_block)
         self.connects = 0  # sessions that got live, for tests and metrics
-        self._seen: dict[tuple[int, int], bytes] = {}  # (block, index) -> block hash
-        self._top = -1  # highest block delivered
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._out: asyncio.Queue[Event | _End | BaseException] = asyncio.Queue()
         self._live = asyncio.Event()
@@ -170,6 +214,11 @@ class LogStream:
         """Waits until the stream is subscribed and caught up; events after
         this are delivered live."""
         await asyncio.wait_for(self._live.wait(), timeout)
+
+    @property
+    def cursor(self) -> int | None:
+        """The block a replay starts from (inclusive; None: not yet known)."""
+        return self._delivered.cursor
 
     @property
     def closed(self) -> bool:
@@ -230,16 +279,13 @@ class LogStream:
         # The head is read after subscribing: a log the subscription missed
         # (it came before the node knew of us) lies at or below it.
         head = await connection.request(lambda: connection.w3.eth.block_number, "eth_blockNumber")
-        if self._origin is None:
-            self._origin = self.cursor = head + 1
-        assert self.cursor is not None
-        start = max(self._origin, self.cursor - REPLAY_OVERLAP_BLOCKS)
+        start = self._delivered.replay_start(head)
         while start <= head:
             end = min(head, start + GETLOGS_CHUNK - 1)
             for raw in await connection.raw_logs(self.query, start, end):
                 self._accept(raw)
             start = end + 1
-        self.cursor = max(self.cursor, head + 1)  # everything up to head is delivered
+        self._delivered.caught_up(head)
         self.connects += 1
         self._live.set()
         while True:
@@ -251,25 +297,8 @@ class LogStream:
             self._accept(item)
 
     def _accept(self, raw: Mapping[str, Any]) -> None:
-        number, index = int(raw["blockNumber"]), int(raw["logIndex"])
-        block = bytes(HexBytes(raw["blockHash"]))
-        key = (number, index)
-        if raw.get("removed"):
-            if self._seen.get(key) == block:
-                del self._seen[key]  # reorged out; its replacement will be new
+        if not self._delivered.admit(raw):
             return
-        if self._seen.get(key) == block or number < self._top - DEDUP_BLOCKS:
-            return  # delivered already (back-fill/live overlap, replay)
-        if self._origin is not None and number < self._origin:
-            return
-        self._seen[key] = block
-        if number > self._top:
-            self._top = number
-            floor = number - DEDUP_BLOCKS
-            if len(self._seen) > 4 * DEDUP_BLOCKS:
-                self._seen = {k: v for k, v in self._seen.items() if k[0] >= floor}
-        if self.cursor is None or number > self.cursor:
-            self.cursor = number
         event = self._decoder(raw)
         if event is not None:
             self._out.put_nowait(event)

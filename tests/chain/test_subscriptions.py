@@ -16,7 +16,7 @@ from mecfed.chain.anvil import Anvil, free_port
 from mecfed.chain.client import ChainClient
 from mecfed.chain.events import Event, EventDecoder, address_topic
 from mecfed.chain.provider import MultiplexProvider
-from mecfed.chain.subscriptions import LogStream
+from mecfed.chain.subscriptions import Delivered, LogStream
 from tests.chain.conftest import rpc
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -304,18 +304,18 @@ def _raw(block: int, index: int, block_hash: str = "33", removed: bool = False) 
     }
 
 
-async def test_dedup_by_position_and_block_hash(client: ChainClient, counter: Any) -> None:
-    stream = client.logs(counter.address, None, 1, counter.abi)
-    await stream.close()
-    seen: list[tuple[int, int]] = []
-    stream._decoder = lambda raw: seen.append((raw["blockNumber"], raw["logIndex"]))  # type: ignore[assignment,misc,return-value]
-    stream._accept(_raw(5, 0))
-    stream._accept(_raw(5, 0))  # duplicate
-    stream._accept(_raw(5, 1, removed=True))  # reorged out
-    stream._accept(_raw(5, 1))
-    stream._accept(_raw(5, 1, "55"))  # the same position in a replacing block
-    stream._accept(_raw(5, 0, "33", removed=True))  # removed: forgotten...
-    stream._accept(_raw(5, 0))  # ...so it is new if it comes back
-    stream._accept(_raw(0, 0))  # before from_block
-    assert seen == [(5, 0), (5, 1), (5, 1), (5, 0)]
-    assert stream.cursor == 5
+async def test_dedup_by_position_and_block_hash() -> None:
+    delivered = Delivered(from_block=1)
+    logs = [
+        _raw(5, 0),
+        _raw(5, 0),  # duplicate
+        _raw(5, 1, removed=True),  # reorged out
+        _raw(5, 1),
+        _raw(5, 1, "55"),  # the same position in a replacing block
+        _raw(5, 0, "33", removed=True),  # removed: forgotten...
+        _raw(5, 0),  # ...so it is new if it comes back
+        _raw(0, 0),  # before from_block
+    ]
+    admitted = [(raw["blockNumber"], raw["logIndex"]) for raw in logs if delivered.admit(raw)]
+    assert admitted == [(5, 0), (5, 1), (5, 1), (5, 0)]
+    assert delivered.cursor == 5
