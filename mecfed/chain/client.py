@@ -4,18 +4,20 @@ One :class:`ChainClient` is one account on one node over ONE persistent
 WebSocket (web3's ``AsyncWeb3`` + a :class:`~mecfed.chain.provider.MultiplexProvider`)
 that carries every request and every subscription. Contract calls, gas
 estimates, transaction building, log and receipt decoding are web3's; on top
-of it sit the parts stock web3 lacks:
+of it sit the parts stock web3 lacks, each in its module, which the client
+composes:
 
-* local signing (``eth_account``) and ``eth_sendRawTransaction``: Besu nodes
-  hold no keys;
-* a nonce manager for many concurrent senders on one account (:meth:`_submit`);
-* fast reverts: a transaction that would revert raises its decoded custom
-  error at gas estimation, and a mined failure is explained by re-running
-  the call at its block;
-* receipts awaited on new heads (with a bounded re-check), a transaction the
-  node dropped is sent again;
-* a supervisor that reconnects with backoff and re-subscribes every stream,
-  which then replays what it missed (:mod:`mecfed.chain.subscriptions`).
+* :mod:`mecfed.chain.connection`: the connection, supervised: reconnects
+  with backoff, dispatches subscription notifications, retries idempotent
+  requests across a reconnect;
+* :mod:`mecfed.chain.subscriptions`: log streams that replay what they
+  missed after a reconnect, exactly once, and head streams;
+* :mod:`mecfed.chain.transactions`: local signing and
+  ``eth_sendRawTransaction`` (Besu nodes hold no keys), a nonce manager for
+  many concurrent senders on one account, reverts raised decoded at gas
+  estimation, receipts awaited on new heads, dropped transactions sent
+  again, mined failures explained;
+* :mod:`mecfed.chain.decoders`: an ABI's error and event decoders.
 
 Only standard JSON-RPC methods (those Besu documents) are used.
 """
@@ -25,122 +27,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import statistics
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 from eth_account.signers.local import LocalAccount
-from eth_typing import ChecksumAddress, HexStr
+from eth_typing import ChecksumAddress
 from eth_utils import to_checksum_address
-from hexbytes import HexBytes
 from web3 import AsyncWeb3
-from web3.exceptions import (
-    BadFunctionCallOutput,
-    ContractLogicError,
-    TimeExhausted,
-    TransactionIndexingInProgress,
-    TransactionNotFound,
-    Web3Exception,
-    Web3RPCError,
-    Web3ValidationError,
-)
-from web3.types import RPCEndpoint
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TimeExhausted, Web3RPCError
 
-from mecfed.chain.events import (
-    Abi,
-    Event,
-    EventDecoder,
-    Head,
-    TopicFilter,
-    address_topic,
-    log_filter,
-)
+from mecfed.chain.connection import Connection, open_web3
+from mecfed.chain.decoders import Codecs
+from mecfed.chain.events import Abi, Event, Head, TopicFilter, address_topic, log_filter
 from mecfed.chain.provider import TRANSPORT_ERRORS, MultiplexProvider
-from mecfed.chain.revert import ContractRevert, ErrorDecoder, StatusFor, revert_class_for
-from mecfed.chain.revert import revert_data_of as _revert_data_of
-from mecfed.chain.subscriptions import (
-    GETLOGS_CHUNK,
-    Backoff,
-    ConnectionLost,
-    HeadsSub,
-    HeadStream,
-    LogStream,
-)
-from mecfed.errors import (
-    DeadlineExceeded,
-    FailedPrecondition,
-    InvalidArgument,
-    MecfedError,
-    Unavailable,
-)
-
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-# Receipts are re-checked on every new head; this bounds the wait when no
-# head comes (a lost notification, a reconnect, a node that mines on demand).
-RECEIPT_RECHECK_S = 1.0
-CLOSE_TIMEOUT_S = 5.0
-UNSUBSCRIBE_TIMEOUT_S = 2.0
+from mecfed.chain.revert import StatusFor
+from mecfed.chain.subscriptions import GETLOGS_CHUNK, HeadStream, LogStream
+from mecfed.chain.transactions import Receipt, Transactions
+from mecfed.errors import FailedPrecondition, Unavailable
 
 __all__ = ["ChainClient", "Event", "Head", "Receipt", "address_topic"]
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """A mined, successful transaction and the events it emitted (decoded
-    with the ABI of the contract called)."""
-
-    tx_hash: str
-    block_number: int
-    gas_used: int
-    status: int
-    events: tuple[Event, ...]
-
-    def event(self, name: str) -> Event:
-        """The first event called ``name``; FailedPrecondition if none."""
-        for event in self.events:
-            if event.name == name:
-                return event
-        raise FailedPrecondition(f"transaction {self.tx_hash} emitted no {name}")
-
-
-class _Pulse:
-    """An event that fires and re-arms: waiters take :meth:`current` before
-    checking their condition, then wait on it."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def current(self) -> asyncio.Event:
-        return self._event
-
-    def fire(self) -> None:
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-
-@dataclass(frozen=True)
-class _Codec:
-    errors: ErrorDecoder
-    events: EventDecoder | None
-
-
-@dataclass(frozen=True)
-class _Pending:
-    """A sent transaction: what is needed to resend or explain it."""
-
-    tx_hash: str
-    raw: bytes  # the signed transaction, resent as is if the node drops it
-    call: dict[str, Any]  # from/to/data/value, to re-run it at its block
-    gas: int
-    codec: _Codec
-    address: str | None  # whose logs to decode (None: the contract it creates)
-    context: str
 
 
 class ChainClient:
@@ -150,6 +56,8 @@ class ChainClient:
     raised here is then both that class and :class:`ContractRevert`.
     """
 
+    # Estimated gas x margin (+ 10k) is a transaction's gas limit (read when
+    # the client is made).
     gas_margin = 1.25
 
     def __init__(
@@ -163,29 +71,21 @@ class ChainClient:
         receipt_timeout: float = 60.0,
     ) -> None:
         self.w3 = w3
-        self._provider = cast(MultiplexProvider, w3.provider)
-        self.url = str(self._provider.endpoint_uri)
+        self._connection = Connection(w3, request_timeout=request_timeout)
+        self.url = self._connection.url
         self.account = account
         self.address: ChecksumAddress = account.address
         self.chain_id = chain_id
-        self.status_for = status_for
-        self.request_timeout = request_timeout
-        self.receipt_timeout = receipt_timeout
-        self.reconnects = 0
-        self._nonce: int | None = None
-        self._nonce_lock = asyncio.Lock()
-        self._generation = 0  # +1 per connection
-        self._connected = asyncio.Event()  # set while subscribed to heads
-        self._state = _Pulse()  # fires on connect, disconnect and close
-        self._heads = _Pulse()  # fires on every head
-        self._latest: Mapping[str, Any] | None = None  # latest head (a block)
-        self._tip_supported = True
-        self._stop = asyncio.Event()
-        self._closing = False
-        self._streams: set[LogStream] = set()
-        self._head_streams: set[HeadStream] = set()
-        self._codecs: OrderedDict[int, tuple[Abi, _Codec]] = OrderedDict()
-        self._supervisor: asyncio.Task[None] | None = None
+        self._codecs = Codecs(w3)
+        self._transactions = Transactions(
+            self._connection,
+            self._codecs,
+            account,
+            chain_id,
+            status_for=status_for,
+            receipt_timeout=receipt_timeout,
+            gas_margin=self.gas_margin,
+        )
 
     @classmethod
     async def connect(
@@ -198,23 +98,7 @@ class ChainClient:
         receipt_timeout: float = 60.0,
         connect_attempts: int = 5,
     ) -> ChainClient:
-        try:
-            provider = MultiplexProvider(url, request_timeout=request_timeout)
-        except Web3ValidationError as exc:
-            raise InvalidArgument(f"chain node URL {url!r}: {exc}") from None
-        w3 = AsyncWeb3(provider)
-        # No default middleware: it would ask for the chain id before every
-        # call, and its block validation rejects PoA (QBFT/Clique) extraData.
-        w3.middleware_onion.clear()
-        backoff = Backoff()
-        for attempt in itertools.count(1):
-            try:
-                await provider.connect()
-                break
-            except TRANSPORT_ERRORS as exc:
-                if attempt >= connect_attempts:
-                    raise Unavailable(f"cannot connect to {url}: {exc}") from exc
-                await backoff.wait()
+        w3 = await open_web3(url, request_timeout=request_timeout, attempts=connect_attempts)
         client: ChainClient | None = None
         try:
             chain_id = await w3.eth.chain_id
@@ -226,35 +110,21 @@ class ChainClient:
                 request_timeout=request_timeout,
                 receipt_timeout=receipt_timeout,
             )
-            client._supervisor = asyncio.create_task(client._supervise(), name=f"chain {url}")
-            await client._wait_connected(request_timeout)
+            await client._connection.start()
             return client
         except BaseException as exc:
             if client is not None:
                 await client.close()
             else:
                 with contextlib.suppress(Exception):
-                    await provider.disconnect()
+                    await cast(MultiplexProvider, w3.provider).disconnect()
             if isinstance(exc, (*TRANSPORT_ERRORS, TimeExhausted)):
                 raise Unavailable(f"{url} does not answer: {exc!r}") from exc
             raise
 
     async def close(self) -> None:
         """Ends every stream and the connection (bounded)."""
-        if self._closing:
-            return
-        self._closing = True
-        self._stop.set()
-        self._state.fire()
-        closing: list[Awaitable[None]] = [s.close() for s in self._streams]
-        closing += [s.close() for s in self._head_streams]
-        await asyncio.gather(*closing, return_exceptions=True)
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.wait({self._supervisor}, timeout=CLOSE_TIMEOUT_S)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._provider.disconnect(), CLOSE_TIMEOUT_S)
-        self._connected.clear()
+        await self._connection.close()
 
     async def __aenter__(self) -> ChainClient:
         return self
@@ -268,6 +138,45 @@ class ChainClient:
             address=to_checksum_address(address), abi=list(abi), decode_tuples=True
         )
 
+    # -- state ----------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up (subscribed to new heads) right now."""
+        return self._connection.connected
+
+    @property
+    def reconnects(self) -> int:
+        """How often the connection was lost and opened again."""
+        return self._connection.reconnects
+
+    @property
+    def request_timeout(self) -> float:
+        """How long a request waits for the connection to be up."""
+        return self._connection.request_timeout
+
+    @request_timeout.setter
+    def request_timeout(self, seconds: float) -> None:
+        self._connection.request_timeout = seconds
+
+    @property
+    def receipt_timeout(self) -> float:
+        """How long a transaction may take to be mined (default of ``transact``)."""
+        return self._transactions.receipt_timeout
+
+    @receipt_timeout.setter
+    def receipt_timeout(self, seconds: float) -> None:
+        self._transactions.receipt_timeout = seconds
+
+    @property
+    def status_for(self) -> StatusFor | None:
+        """Domain error class by custom error name (None: all unmapped)."""
+        return self._transactions.status_for
+
+    @status_for.setter
+    def status_for(self, status_for: StatusFor | None) -> None:
+        self._transactions.status_for = status_for
+
     # -- reads ----------------------------------------------------------------
 
     async def call(self, fn: Any, *, block: int | str = "latest") -> Any:
@@ -275,11 +184,11 @@ class ChainClient:
         decoded :class:`ContractRevert`."""
         context = f"{fn.fn_name}()"
         try:
-            return await self._request(
+            return await self._connection.request(
                 lambda: fn.call({"from": self.address}, block_identifier=block), context
             )
         except ContractLogicError as exc:
-            raise self._revert(exc, self._codec(fn.contract_abi), context) from exc
+            raise self._codecs.of(fn.contract_abi).revert(exc, self.status_for, context) from exc
         except BadFunctionCallOutput as exc:
             raise FailedPrecondition(f"{context}: no contract answers at {fn.address}") from exc
         except Web3RPCError as exc:
@@ -287,7 +196,9 @@ class ChainClient:
 
     async def balance(self, address: str | None = None) -> int:
         who = to_checksum_address(address or self.address)
-        return int(await self._request(lambda: self.w3.eth.get_balance(who), "eth_getBalance"))
+        return int(
+            await self._connection.request(lambda: self.w3.eth.get_balance(who), "eth_getBalance")
+        )
 
     async def head(self) -> Head:
         """The latest block."""
@@ -297,7 +208,7 @@ class ChainClient:
         """Block ``number`` (or a tag such as ``"latest"``); e.g. for the
         timestamp of an event's block."""
         try:
-            block = await self._request(
+            block = await self._connection.request(
                 lambda: self.w3.eth.get_block(cast(Any, number)), "eth_getBlockByNumber"
             )
         except Web3RPCError as exc:  # BlockNotFound
@@ -325,11 +236,13 @@ class ChainClient:
         """Past logs (``eth_getLogs``, in chunks), decoded with ``abi``."""
         end = to_block if isinstance(to_block, int) else (await self.block(to_block)).number
         query = log_filter(address, topics)
-        decoder = self._codec(abi).events
+        decoder = self._codecs.of(abi).events
         assert decoder is not None
         events: list[Event] = []
         for start in range(from_block, end + 1, GETLOGS_CHUNK):
-            for raw in await self._get_raw_logs(query, start, min(end, start + GETLOGS_CHUNK - 1)):
+            for raw in await self._connection.raw_logs(
+                query, start, min(end, start + GETLOGS_CHUNK - 1)
+            ):
                 event = decoder(raw)
                 if event is not None:
                     events.append(event)
@@ -339,11 +252,7 @@ class ChainClient:
 
     def heads(self) -> HeadStream:
         """New heads from now on (one shared ``newHeads`` subscription)."""
-        if self._closing:
-            raise Unavailable("chain client closed")
-        stream = HeadStream(self)
-        self._head_streams.add(stream)
-        return stream
+        return self._connection.head_stream()
 
     def logs(
         self,
@@ -356,13 +265,9 @@ class ChainClient:
         ``None`` entries are wildcards) from ``from_block`` (``None``: from
         the next block), decoded with ``abi``. Subscribes at once; survives
         reconnects without loss or duplicates."""
-        if self._closing:
-            raise Unavailable("chain client closed")
-        decoder = self._codec(abi).events
+        decoder = self._codecs.of(abi).events
         assert decoder is not None
-        stream = LogStream(self, log_filter(address, topics), from_block, decoder)
-        self._streams.add(stream)
-        return stream
+        return self._connection.log_stream(log_filter(address, topics), from_block, decoder)
 
     # -- transactions ---------------------------------------------------------
 
@@ -380,461 +285,18 @@ class ChainClient:
         at gas estimation, before anything is sent; an explicit ``gas`` limit
         skips estimation (a mined revert is then explained after the fact).
         """
-        codec = self._codec(fn.contract_abi)
-        context = f"{fn.fn_name}()"
-        call: dict[str, Any] = {"from": self.address, "value": value}
-        if gas is None:
-            gas = await self._estimate(lambda: fn.estimate_gas(call), codec, context)
-        fees = await self._fees()
-        tx = await fn.build_transaction({**call, "gas": gas, "chainId": self.chain_id, **fees})
-        pending = await self._send(dict(tx), codec, fn.address, context)
-        receipt, _ = await self._wait(pending, timeout)
-        return receipt
+        return await self._transactions.transact(fn, value, gas=gas, timeout=timeout)
 
     async def deploy(self, abi: Abi, bytecode: str, *args: Any) -> tuple[str, Receipt]:
         """Deploys a contract; returns its address and the receipt."""
-        codec = self._codec(abi)
-        constructor = self.w3.eth.contract(abi=list(abi), bytecode=bytecode).constructor(*args)
-        call = {"from": self.address}
-        gas = await self._estimate(lambda: constructor.estimate_gas(call), codec, "deploy")
-        fees = await self._fees()
-        tx = await constructor.build_transaction(
-            {**call, "gas": gas, "chainId": self.chain_id, **fees}
-        )
-        receipt, raw = await self._wait(await self._send(dict(tx), codec, None, "deploy"))
-        address = raw.get("contractAddress")
-        if not address:
-            raise FailedPrecondition("deployment receipt has no contract address")
-        return to_checksum_address(address), receipt
+        return await self._transactions.deploy(abi, bytecode, *args)
 
     async def transfer(self, to: str, wei: int) -> Receipt:
         """A plain value transfer (funding accounts)."""
-        codec = _Codec(ErrorDecoder(), None)
-        call: dict[str, Any] = {"from": self.address, "to": to_checksum_address(to), "value": wei}
-        gas = await self._estimate(
-            lambda: self.w3.eth.estimate_gas(cast(Any, call)), codec, "transfer"
-        )
-        tx = {**call, "gas": gas, "chainId": self.chain_id, "data": b"", **await self._fees()}
-        receipt, _ = await self._wait(await self._send(tx, codec, None, "transfer"))
-        return receipt
+        return await self._transactions.transfer(to, wei)
 
-    async def _estimate(
-        self, estimate: Callable[[], Awaitable[int]], codec: _Codec, context: str
-    ) -> int:
-        try:
-            gas = await self._request(estimate, f"eth_estimateGas {context}")
-        except ContractLogicError as exc:
-            raise self._revert(exc, codec, context) from exc
-        except Web3RPCError as exc:  # e.g. insufficient funds for the value
-            raise FailedPrecondition(f"{context}: node refused: {exc}") from exc
-        return int(gas * self.gas_margin) + 10_000
-
-    def _revert(
-        self, exc: ContractLogicError, codec: _Codec, context: str, tx_hash: str | None = None
-    ) -> ContractRevert:
-        return codec.errors.to_exception(
-            _revert_data_of(exc) or b"",
-            self.status_for,
-            context=context,
-            tx_hash=tx_hash,
-            fallback_message=str(exc.message or exc),
-        )
-
-    async def _fees(self) -> dict[str, int]:
-        block = self._latest
-        if block is None:
-            block = await self._latest_block()
-        base_fee = block.get("baseFeePerGas")
-        if base_fee is None:
-            # Pre-London chain: legacy pricing (0 on zero-gas Besu networks).
-            return {"gasPrice": int(await self._request(lambda: self.w3.eth.gas_price, "gas"))}
-        tip = 0
-        if self._tip_supported:
-            try:
-                reply = await self._request(
-                    lambda: self.w3.manager.coro_request(
-                        RPCEndpoint("eth_maxPriorityFeePerGas"), []
-                    ),
-                    "eth_maxPriorityFeePerGas",
-                )
-                tip = int(reply, 16) if isinstance(reply, str) else int(reply)
-            except Web3RPCError:
-                self._tip_supported = False  # free-gas networks: no tip needed
-        return {"maxFeePerGas": 2 * int(base_fee) + tip, "maxPriorityFeePerGas": tip}
-
-    async def _latest_block(self) -> Mapping[str, Any]:
-        block = await self._request(lambda: self.w3.eth.get_block("latest"), "eth_getBlockByNumber")
-        return cast(Mapping[str, Any], block)
-
-    async def _send(
-        self, tx: dict[str, Any], codec: _Codec, address: str | None, context: str
-    ) -> _Pending:
-        call: dict[str, Any] = {k: tx[k] for k in ("to", "data", "value") if k in tx}
-        call["from"] = self.address
-        tx.pop("from", None)
-        signed = await self._submit(tx)
-        return _Pending(
-            tx_hash=HexBytes(signed.hash).to_0x_hex(),
-            raw=bytes(signed.raw_transaction),
-            call=call,
-            gas=int(tx["gas"]),
-            codec=codec,
-            address=to_checksum_address(address) if address else None,
-            context=context,
-        )
-
-    async def _submit(self, tx: dict[str, Any]) -> Any:
-        """Assigns a nonce, signs and sends ``tx``; the signed transaction.
-
-        Nonces are assigned under a lock, and one is consumed only when the
-        node holds the transaction. A refused send resyncs from the node's
-        pending count and is retried once. If the node knows the hash anyway
-        ("already known", or the reply was lost), the send counts as done;
-        if the reply was lost and the node can't be asked, it counts as done
-        too (the receipt wait sends the same signed bytes again if the node
-        turns out not to have it). So one call is never submitted twice
-        under two nonces.
-        """
-        async with self._nonce_lock:
-            last_error: Exception | None = None
-            for attempt in (0, 1):
-                if self._nonce is None:
-                    self._nonce = await self._pending_nonce()
-                nonce = self._nonce
-                signed = self.account.sign_transaction({**tx, "nonce": nonce})
-                tx_hash = HexBytes(signed.hash).to_0x_hex()
-                try:
-                    await self._send_raw(bytes(signed.raw_transaction))
-                    self._nonce = nonce + 1
-                    return signed
-                except Web3RPCError as exc:  # the node answered: refused
-                    last_error = exc
-                    log.info("send with nonce %d refused (attempt %d): %s", nonce, attempt, exc)
-                    self._nonce = None  # resync before any further send
-                    if await self._node_knows(tx_hash):
-                        self._nonce = nonce + 1
-                        return signed
-                except Unavailable as exc:  # no reply: the node may hold it
-                    last_error = exc
-                    log.info("send with nonce %d got no reply: %s", nonce, exc)
-                    if await self._node_knows(tx_hash) is not False:
-                        self._nonce = nonce + 1
-                        return signed
-                    self._nonce = None
-            assert last_error is not None
-            if isinstance(last_error, Unavailable):
-                raise last_error
-            raise FailedPrecondition(f"transaction rejected by node: {last_error}")
-
-    async def _send_raw(self, raw: bytes) -> None:
-        await self._request(
-            lambda: self.w3.eth.send_raw_transaction(raw), "eth_sendRawTransaction", retry=False
-        )
-
-    async def _pending_nonce(self) -> int:
-        return int(
-            await self._request(
-                lambda: self.w3.eth.get_transaction_count(self.address, "pending"),
-                "eth_getTransactionCount",
-            )
-        )
-
-    async def _node_knows(self, tx_hash: str) -> bool | None:
-        """Whether the node has ``tx_hash`` (pending or mined); None if it
-        can't be asked right now."""
-        try:
-            await self._request(
-                lambda: self.w3.eth.get_transaction(HexStr(tx_hash)), "eth_getTransactionByHash"
-            )
-            return True
-        except TransactionNotFound:
-            return False
-        except (MecfedError, Web3Exception):
-            return None
-
-    # -- receipts -------------------------------------------------------------
-
-    async def _wait(
-        self, pending: _Pending, timeout: float | None = None
-    ) -> tuple[Receipt, Mapping[str, Any]]:
-        """The receipt of ``pending``; raises its decoded revert if it failed
-        and DeadlineExceeded if not mined within ``timeout``."""
-        timeout = self.receipt_timeout if timeout is None else timeout
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        checks = 0
-        while True:
-            head = self._heads.current()
-            raw = await self._receipt(pending.tx_hash)
-            if raw is not None:
-                break
-            checks += 1
-            if checks > 1:
-                await self._keep_sent(pending)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise DeadlineExceeded(
-                    f"{pending.context}: transaction {pending.tx_hash} not mined within "
-                    f"{timeout:.0f} s"
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(head.wait(), min(remaining, RECEIPT_RECHECK_S))
-        receipt = self._receipt_of(raw, pending)
-        if receipt.status == 0:
-            raise await self._explain_failure(receipt, pending)
-        return receipt, raw
-
-    async def _receipt(self, tx_hash: str) -> Mapping[str, Any] | None:
-        try:
-            return cast(
-                Mapping[str, Any],
-                await self._request(
-                    lambda: self.w3.eth.get_transaction_receipt(HexStr(tx_hash)),
-                    "eth_getTransactionReceipt",
-                ),
-            )
-        except (TransactionNotFound, TransactionIndexingInProgress):
-            return None
-
-    async def _keep_sent(self, pending: _Pending) -> None:
-        """Sends ``pending`` again if the node no longer has it (dropped from
-        its pool): the same signed bytes, so it can only execute once."""
-        if await self._node_knows(pending.tx_hash) is not False:
-            return
-        if await self._receipt(pending.tx_hash) is not None:
-            return  # mined meanwhile
-        log.warning("%s: node dropped %s; sending it again", pending.context, pending.tx_hash)
-        try:
-            await self._send_raw(pending.raw)
-        except Unavailable:
-            return  # next round
-        except Web3RPCError as exc:
-            if await self._node_knows(pending.tx_hash) is not False:
-                return
-            async with self._nonce_lock:
-                self._nonce = None
-            raise FailedPrecondition(
-                f"{pending.context}: transaction {pending.tx_hash} was dropped by the node "
-                f"and cannot be sent again: {exc}"
-            ) from exc
-
-    def _receipt_of(self, raw: Mapping[str, Any], pending: _Pending) -> Receipt:
-        address = pending.address or raw.get("contractAddress")
-        decoder = pending.codec.events
-        events: list[Event] = []
-        if decoder is not None and address:
-            for entry in raw.get("logs", ()):
-                if to_checksum_address(entry["address"]) == to_checksum_address(address):
-                    event = decoder(entry)
-                    if event is not None:
-                        events.append(event)
-        return Receipt(
-            tx_hash=pending.tx_hash,
-            block_number=int(raw["blockNumber"]),
-            gas_used=int(raw["gasUsed"]),
-            status=int(raw.get("status", 1)),
-            events=tuple(events),
-        )
-
-    async def _explain_failure(self, receipt: Receipt, pending: _Pending) -> ContractRevert:
-        unknown = revert_class_for(None)
-        if receipt.gas_used >= pending.gas:
-            return unknown(
-                "OutOfGas",
-                {},
-                f"{pending.context}: out of gas ({pending.gas})",
-                tx_hash=receipt.tx_hash,
-            )
-        # Re-run the call at the receipt's block to obtain the revert data.
-        try:
-            await self._request(
-                lambda: self.w3.eth.call(
-                    cast(Any, {**pending.call, "gas": pending.gas}),
-                    block_identifier=receipt.block_number,
-                ),
-                "eth_call",
-            )
-        except ContractLogicError as exc:
-            return self._revert(exc, pending.codec, pending.context, receipt.tx_hash)
-        except (MecfedError, Web3Exception) as exc:
-            log.debug("cannot re-run %s: %s", pending.tx_hash, exc)
-        return unknown(
-            "Unknown",
-            {},
-            f"{pending.context}: transaction {receipt.tx_hash} reverted (reason not reproducible)",
-            tx_hash=receipt.tx_hash,
-        )
-
-    # -- the connection -------------------------------------------------------
-
-    async def _request(
-        self, make: Callable[[], Awaitable[T]], what: str, *, retry: bool = True
-    ) -> T:
-        """``await make()`` on the connection. Transport failures wait for the
-        reconnection and retry once when ``retry`` (idempotent requests only),
-        else raise Unavailable; node errors (web3 exceptions) pass through."""
-        for attempt in (0, 1):
-            generation = await self._wait_connected(self.request_timeout)
-            try:
-                return await make()
-            except TimeExhausted as exc:
-                raise Unavailable(f"{what}: {exc}") from exc
-            except TRANSPORT_ERRORS as exc:
-                if not retry or attempt == 1 or self._closing:
-                    raise Unavailable(f"{what} to {self.url} failed: {exc!r}") from exc
-                log.info("%s: %r; retrying after the reconnection", what, exc)
-                await self._wait_reconnected(generation)
-        raise AssertionError("unreachable")
-
-    async def _wait_connected(self, timeout: float | None) -> int:
-        """The current connection's generation, once connected."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            state = self._state.current()
-            if self._closing:
-                raise Unavailable("chain client closed")
-            if self._connected.is_set():
-                return self._generation
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                raise Unavailable(f"not connected to {self.url} (for {timeout:.0f} s)")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.wait(), remaining)
-
-    async def _wait_reconnected(self, generation: int) -> None:
-        """Until a connection newer than ``generation`` is up (bounded)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.request_timeout
-        while not self._closing and loop.time() < deadline:
-            state = self._state.current()
-            if self._generation > generation and self._connected.is_set():
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.wait(), deadline - loop.time())
-
-    async def _supervise(self) -> None:
-        """Keeps the connection up: subscribes to heads, dispatches every
-        notification, and on a drop reconnects with backoff; the log streams
-        then subscribe again and replay."""
-        backoff = Backoff()
-        failures = 0
-        have_connection = True  # connect() opened the first one
-        while not self._closing:
-            if not have_connection:
-                try:
-                    await self._provider.connect()
-                except TRANSPORT_ERRORS as exc:
-                    level = logging.WARNING if failures == 0 else logging.DEBUG
-                    log.log(level, "cannot reach %s (%s); retrying", self.url, exc)
-                    failures += 1
-                    await backoff.wait(self._stop)
-                    continue
-                self.reconnects += 1
-            have_connection = False
-            self._generation += 1
-            generation = self._generation
-            dispatcher = asyncio.create_task(self._dispatch(), name=f"chain dispatch {self.url}")
-            reason = "connection closed"
-            try:
-                await self._subscribe(HeadsSub(self._on_head, generation), connecting=True)
-                failures = 0
-                backoff.reset()
-                self._connected.set()
-                self._state.fire()
-                await dispatcher  # until the connection ends
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                reason = repr(exc)
-            finally:
-                self._connected.clear()
-                self._state.fire()
-                dispatcher.cancel()
-                lost = ConnectionLost(generation)
-                for stream in list(self._streams):
-                    stream._inbox.put_nowait(lost)
-                self._forget_subscriptions()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._provider.disconnect(), CLOSE_TIMEOUT_S)
-            if not self._closing:
-                log.warning("connection to %s lost (%s); reconnecting", self.url, reason)
-                await backoff.wait(self._stop)
-
-    async def _dispatch(self) -> None:
-        """Routes every subscription notification to its stream."""
-        manager = self.w3.subscription_manager
-        async for message in self.w3.socket.process_subscriptions():
-            sub = manager.get_by_id(message["subscription"])
-            sink = getattr(sub, "sink", None)
-            if sink is None:
-                continue
-            try:
-                sink(message["result"])
-            except Exception:
-                log.exception("subscription %s: notification not handled", sub)
-
-    def _on_head(self, block: Mapping[str, Any]) -> None:
-        head = Head.of(block)
-        self._latest = block
-        self._heads.fire()
-        for stream in list(self._head_streams):
-            stream._push(head)
-
-    async def _subscribe(self, sub: Any, *, connecting: bool = False) -> None:
-        """``eth_subscribe`` through web3's subscription manager (which the
-        dispatcher looks subscriptions up in). ``connecting``: for the
-        supervisor, before the connection counts as up."""
-        subscribe = self.w3.subscription_manager.subscribe
-        try:
-            if connecting:
-                await subscribe(sub)
-            else:
-                await self._request(lambda: subscribe(sub), "eth_subscribe", retry=False)
-        except Web3RPCError as exc:
-            raise Unavailable(f"eth_subscribe refused: {exc}") from exc
-
-    async def _unsubscribe(self, sub: Any) -> None:
-        manager = self.w3.subscription_manager
-        try:
-            if (
-                not self._closing
-                and sub.generation == self._generation
-                and self._connected.is_set()
-                and sub in manager.subscriptions
-            ):
-                with contextlib.suppress(Exception):
-                    # Not sub.unsubscribe(): web3 then queues a marker for
-                    # handler-based processing we don't run, and after 500
-                    # unsubscribes its queue is full and unsubscribe hangs.
-                    await asyncio.wait_for(self.w3.eth._unsubscribe(sub.id), UNSUBSCRIBE_TIMEOUT_S)
-        finally:
-            if sub in manager.subscriptions:
-                manager._remove_subscription(sub)
-
-    def _forget_subscriptions(self) -> None:
-        """Subscriptions of a closed connection (their ids mean nothing now)."""
-        manager = self.w3.subscription_manager
-        for sub in list(manager.subscriptions):
-            manager._remove_subscription(sub)
-
-    async def _get_raw_logs(self, query: Mapping[str, Any], start: int, end: int) -> list[Any]:
-        params = cast(Any, {**query, "fromBlock": start, "toBlock": end})
-        try:
-            logs = await self._request(lambda: self.w3.eth.get_logs(params), "eth_getLogs")
-        except Web3RPCError as exc:
-            raise Unavailable(f"eth_getLogs {start}..{end} refused: {exc}") from exc
-        return sorted(logs, key=lambda r: (int(r["blockNumber"]), int(r["logIndex"])))
-
-    def _codec(self, abi: Abi) -> _Codec:
-        """Error and event decoders of ``abi`` (cached per ABI object)."""
-        key = id(abi)
-        entry = self._codecs.get(key)
-        if entry is None or entry[0] is not abi:
-            entry = (abi, _Codec(ErrorDecoder(abi), EventDecoder(self.w3, abi)))
-            self._codecs[key] = entry
-            if len(self._codecs) > 32:
-                self._codecs.popitem(last=False)
-        else:
-            self._codecs.move_to_end(key)
-        return entry[1]
+    async def resync_nonce(self) -> None:
+        """Forgets the next nonce: the next send reads the account's pending
+        transaction count from the node (after a reorg rewound it, or when
+        another wallet sent from this account)."""
+        await self._transactions.resync_nonce()

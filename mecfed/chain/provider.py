@@ -66,7 +66,7 @@ class _SignallingProcessor(RequestProcessor):
     async def cache_raw_response(self, raw_response: Any, subscription: bool = False) -> None:
         await super().cache_raw_response(raw_response, subscription=subscription)
         if not subscription:
-            self._multiplex._pulse()
+            self._multiplex.wake_waiters()
 
 
 class MultiplexProvider(WebSocketProvider):
@@ -104,7 +104,9 @@ class MultiplexProvider(WebSocketProvider):
         )
         self._arrived = asyncio.Event()
 
-    def _pulse(self) -> None:
+    def wake_waiters(self) -> None:
+        """Requests waiting for a reply check again (a reply arrived, or the
+        connection ended)."""
         arrived, self._arrived = self._arrived, asyncio.Event()
         arrived.set()
 
@@ -121,7 +123,7 @@ class MultiplexProvider(WebSocketProvider):
 
     def _message_listener_callback(self, message_listener_task: asyncio.Task[None]) -> None:
         super()._message_listener_callback(message_listener_task)
-        self._pulse()  # waiting requests re-check and fail: nobody will answer them
+        self.wake_waiters()  # waiting requests re-check and fail: nobody will answer them
 
     def _raise_stray_errors_from_cache(self) -> None:
         """Error replies belong to their requests, which raise them (fix 3)."""

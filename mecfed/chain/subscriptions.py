@@ -1,8 +1,9 @@
 """Log and head streams over the client's one multiplexed connection.
 
-Every stream is an ``eth_subscribe`` on the :class:`~mecfed.chain.client.ChainClient`'s
-WebSocket (web3's subscription manager); the client's dispatcher routes each
-notification to its stream. Heads share one ``newHeads`` subscription.
+Every stream is an ``eth_subscribe`` on the WebSocket of a
+:class:`~mecfed.chain.connection.Connection` (web3's subscription manager);
+the connection's dispatcher routes each notification to its stream. Heads
+share one ``newHeads`` subscription.
 
 Log streams never miss or repeat an event across reconnects:
 
@@ -15,7 +16,7 @@ A delivered log is remembered by ``(blockNumber, logIndex)`` with its block
 hash: the overlap of back-fill and live logs, and of a replay, is dropped,
 while a log at the same position in a *different* block (a reorg replaced
 the block) is delivered. ``removed: true`` logs are dropped. When the
-connection drops the client reconnects with backoff and every live stream
+connection drops it is reopened with backoff and every live stream
 subscribes again on the new connection and replays from its last delivered
 block (a few blocks earlier, for reorgs that happened meanwhile), so logs
 emitted while disconnected are delivered exactly once. Heads are wake-ups:
@@ -40,7 +41,7 @@ from mecfed.chain.provider import TRANSIENT_ERRORS
 from mecfed.errors import MecfedError, Unavailable
 
 if TYPE_CHECKING:
-    from mecfed.chain.client import ChainClient
+    from mecfed.chain.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,53 @@ class _End:
 _END = _End()
 
 
+class Delivered:
+    """The logs a stream has delivered, by ``(blockNumber, logIndex)`` with
+    their block hash (see the module doc), and where to replay from."""
+
+    def __init__(self, from_block: int | None) -> None:
+        self.origin = from_block  # nothing before this block is delivered
+        self.cursor = from_block  # replay from here (inclusive)
+        self._seen: dict[tuple[int, int], bytes] = {}  # (block, index) -> block hash
+        self._top = -1  # highest block delivered
+
+    def replay_start(self, head: int) -> int:
+        """The first block to fetch (again) when the node's head is ``head``;
+        a stream from the next block starts after it."""
+        if self.origin is None:
+            self.origin = self.cursor = head + 1
+        assert self.cursor is not None
+        return max(self.origin, self.cursor - REPLAY_OVERLAP_BLOCKS)
+
+    def caught_up(self, head: int) -> None:
+        """Everything up to block ``head`` is delivered."""
+        assert self.cursor is not None
+        self.cursor = max(self.cursor, head + 1)
+
+    def admit(self, raw: Mapping[str, Any]) -> bool:
+        """Whether log ``raw`` is to be delivered (it is then remembered)."""
+        number, index = int(raw["blockNumber"]), int(raw["logIndex"])
+        block = bytes(HexBytes(raw["blockHash"]))
+        key = (number, index)
+        if raw.get("removed"):
+            if self._seen.get(key) == block:
+                del self._seen[key]  # reorged out; its replacement will be new
+            return False
+        if self._seen.get(key) == block or number < self._top - DEDUP_BLOCKS:
+            return False  # delivered already (back-fill/live overlap, replay)
+        if self.origin is not None and number < self.origin:
+            return False
+        self._seen[key] = block
+        if number > self._top:
+            self._top = number
+            floor = number - DEDUP_BLOCKS
+            if len(self._seen) > 4 * DEDUP_BLOCKS:
+                self._seen = {k: v for k, v in self._seen.items() if k[0] >= floor}
+        if self.cursor is None or number > self.cursor:
+            self.cursor = number
+        return True
+
+
 class LogStream:
     """Decoded logs matching a node-side filter, from ``from_block`` (None:
     from the next block), surviving reconnects. ``async for event in
@@ -130,19 +178,16 @@ class LogStream:
 
     def __init__(
         self,
-        client: ChainClient,
+        connection: Connection,
         query: Mapping[str, Any],
         from_block: int | None,
         decoder: EventDecoder,
     ) -> None:
-        self._client = client
+        self._connection = connection
         self.query = dict(query)
         self._decoder = decoder
-        self._origin = from_block  # nothing before this block is delivered
-        self.cursor = from_block  # replay from here (inclusive)
+        self._delivered = Delivered(from_block)
         self.connects = 0  # sessions that got live, for tests and metrics
-        self._seen: dict[tuple[int, int], bytes] = {}  # (block, index) -> block hash
-        self._top = -1  # highest block delivered
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._out: asyncio.Queue[Event | _End | BaseException] = asyncio.Queue()
         self._live = asyncio.Event()
@@ -171,6 +216,11 @@ class LogStream:
         await asyncio.wait_for(self._live.wait(), timeout)
 
     @property
+    def cursor(self) -> int | None:
+        """The block a replay starts from (inclusive; None: not yet known)."""
+        return self._delivered.cursor
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -181,8 +231,13 @@ class LogStream:
         self._task.cancel()
         await asyncio.wait({self._task}, timeout=5)
         await self._drop_subscription()
-        self._client._streams.discard(self)
+        self._connection.remove_stream(self)
         self._out.put_nowait(_END)
+
+    def connection_lost(self, generation: int) -> None:
+        """Connection ``generation`` ended (called by the connection): the
+        stream subscribes again on the next one and replays."""
+        self._inbox.put_nowait(ConnectionLost(generation))
 
     # -- the subscription -----------------------------------------------------
 
@@ -190,20 +245,20 @@ class LogStream:
         backoff = Backoff()
         failures = 0  # consecutive; only the first is a warning
         try:
-            while not self._closed and not self._client._closing:
+            while not self._closed and not self._connection.closing:
                 try:
-                    generation = await self._client._wait_connected(timeout=None)
+                    generation = await self._connection.wait_connected(timeout=None)
                     await self._session(generation)
                     backoff.reset()  # the connection ended; a new one is coming
                     failures = 0
                 except _RETRYABLE as exc:
-                    if self._closed or self._client._closing:
+                    if self._closed or self._connection.closing:
                         return
                     level = logging.WARNING if failures == 0 else logging.DEBUG
                     log.log(level, "log subscription %s failed (%r); retrying", self.query, exc)
                     failures += 1
                     await self._drop_subscription()
-                    await backoff.wait(self._client._stop)
+                    await backoff.wait(self._connection.stop)
                 finally:
                     self._live.clear()
         except asyncio.CancelledError:
@@ -214,26 +269,23 @@ class LogStream:
             self._out.put_nowait(_END)
 
     async def _session(self, generation: int) -> None:
-        client = self._client
+        connection = self._connection
         self._sub = None  # one of an earlier connection is gone with it
         sub = LogsSub(self.query, self._inbox.put_nowait, generation)
-        await client._subscribe(sub)
+        await connection.subscribe(sub)
         self._sub = sub
-        if client._generation != generation:
+        if connection.generation != generation:
             raise Unavailable("the connection changed while subscribing")
         # The head is read after subscribing: a log the subscription missed
         # (it came before the node knew of us) lies at or below it.
-        head = await client._request(lambda: client.w3.eth.block_number, "eth_blockNumber")
-        if self._origin is None:
-            self._origin = self.cursor = head + 1
-        assert self.cursor is not None
-        start = max(self._origin, self.cursor - REPLAY_OVERLAP_BLOCKS)
+        head = await connection.request(lambda: connection.w3.eth.block_number, "eth_blockNumber")
+        start = self._delivered.replay_start(head)
         while start <= head:
             end = min(head, start + GETLOGS_CHUNK - 1)
-            for raw in await client._get_raw_logs(self.query, start, end):
+            for raw in await connection.raw_logs(self.query, start, end):
                 self._accept(raw)
             start = end + 1
-        self.cursor = max(self.cursor, head + 1)  # everything up to head is delivered
+        self._delivered.caught_up(head)
         self.connects += 1
         self._live.set()
         while True:
@@ -245,25 +297,8 @@ class LogStream:
             self._accept(item)
 
     def _accept(self, raw: Mapping[str, Any]) -> None:
-        number, index = int(raw["blockNumber"]), int(raw["logIndex"])
-        block = bytes(HexBytes(raw["blockHash"]))
-        key = (number, index)
-        if raw.get("removed"):
-            if self._seen.get(key) == block:
-                del self._seen[key]  # reorged out; its replacement will be new
+        if not self._delivered.admit(raw):
             return
-        if self._seen.get(key) == block or number < self._top - DEDUP_BLOCKS:
-            return  # delivered already (back-fill/live overlap, replay)
-        if self._origin is not None and number < self._origin:
-            return
-        self._seen[key] = block
-        if number > self._top:
-            self._top = number
-            floor = number - DEDUP_BLOCKS
-            if len(self._seen) > 4 * DEDUP_BLOCKS:
-                self._seen = {k: v for k, v in self._seen.items() if k[0] >= floor}
-        if self.cursor is None or number > self.cursor:
-            self.cursor = number
         event = self._decoder(raw)
         if event is not None:
             self._out.put_nowait(event)
@@ -271,19 +306,20 @@ class LogStream:
     async def _drop_subscription(self) -> None:
         sub, self._sub = self._sub, None
         if sub is not None:
-            await self._client._unsubscribe(sub)
+            await self._connection.unsubscribe(sub)
 
 
 class HeadStream:
     """New block heads as they arrive (wake-ups: not replayed after a
     reconnect). ``async for head in stream``; ``await stream.close()``."""
 
-    def __init__(self, client: ChainClient) -> None:
-        self._client = client
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
         self._queue: asyncio.Queue[Head | _End] = asyncio.Queue()
         self._closed = False
 
-    def _push(self, head: Head) -> None:
+    def push(self, head: Head) -> None:
+        """A new head (called by the connection)."""
         if not self._closed:
             self._queue.put_nowait(head)
 
@@ -304,5 +340,5 @@ class HeadStream:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._client._head_streams.discard(self)
+            self._connection.remove_stream(self)
             self._queue.put_nowait(_END)

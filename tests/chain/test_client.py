@@ -51,13 +51,45 @@ async def test_concurrent_transacts_get_distinct_nonces(client: ChainClient, cou
     assert await client.call(counter.functions.count()) == before + 20
 
 
+async def _next_nonce_is_known(client: ChainClient, counter: Any, nonce: int) -> None:
+    """The client's next transaction gets ``nonce`` without asking the node
+    (no eth_getTransactionCount): the nonce manager holds it."""
+    real = client.w3.eth.get_transaction_count
+    reads: list[Any] = []
+
+    async def counted(*args: Any) -> Any:
+        reads.append(args)
+        return await real(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(client.w3.eth, "get_transaction_count", counted)
+        receipt = await client.transact(counter.functions.inc())
+    assert await _nonce_of(client, receipt.tx_hash) == nonce
+    assert reads == []
+
+
+async def _send_behind_its_back(client: ChainClient) -> None:
+    """A transaction from the client's account that the client knows nothing
+    of (another wallet with the same key)."""
+    tx = {
+        "to": client.address,
+        "value": 0,
+        "gas": 21_000,
+        "nonce": await _pending_count(client),
+        "chainId": client.chain_id,
+        "maxFeePerGas": 10**11,
+        "maxPriorityFeePerGas": 1,
+    }
+    await client.w3.eth.send_raw_transaction(client.account.sign_transaction(tx).raw_transaction)
+
+
 async def test_recovers_from_stale_nonce(client: ChainClient, counter: Any) -> None:
     await client.transact(counter.functions.inc())
+    await _send_behind_its_back(client)  # the node refuses the next nonce: "nonce too low"
     expected = await _pending_count(client)
-    client._nonce = 0  # sabotage: the node refuses "nonce too low"
     receipt = await client.transact(counter.functions.inc())
     assert await _nonce_of(client, receipt.tx_hash) == expected
-    assert client._nonce == expected + 1
+    await _next_nonce_is_known(client, counter, expected + 1)
 
 
 async def test_send_that_never_arrived_is_retried_once(
@@ -125,7 +157,8 @@ async def test_already_known_counts_as_sent(
         await rpc(client, "evm_setAutomine", True)
     assert await _nonce_of(client, receipt.tx_hash) == nonce
     assert await client.call(counter.functions.count()) == count + 1
-    assert client._nonce == nonce + 1
+    monkeypatch.undo()
+    await _next_nonce_is_known(client, counter, nonce + 1)
 
 
 async def _sent(client: ChainClient, nonce: int) -> bool:

@@ -4,16 +4,19 @@ reconnect + replay (exactly once), reorgs, and unsubscribing at scale."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
-from typing import Any
+import weakref
+from typing import Any, cast
 
 import psutil
 import pytest
 
 from mecfed.chain.anvil import Anvil, free_port
 from mecfed.chain.client import ChainClient
-from mecfed.chain.events import Event, address_topic
-from mecfed.chain.subscriptions import LogStream
+from mecfed.chain.events import Event, EventDecoder, address_topic
+from mecfed.chain.provider import MultiplexProvider
+from mecfed.chain.subscriptions import Delivered, LogStream
 from tests.chain.conftest import rpc
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -43,7 +46,11 @@ class Collector:
 
 
 def _topic(client: ChainClient, counter: Any, event: str) -> str:
-    return client._codec(counter.abi).events.topic(event)  # type: ignore[union-attr]
+    return EventDecoder(client.w3, counter.abi).topic(event)
+
+
+def _provider(client: ChainClient) -> MultiplexProvider:
+    return cast(MultiplexProvider, client.w3.provider)
 
 
 def _uint(value: int) -> str:
@@ -52,7 +59,7 @@ def _uint(value: int) -> str:
 
 async def _disconnected(client: ChainClient) -> None:
     for _ in range(500):
-        if not client._connected.is_set():
+        if not client.connected:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the client did not notice the drop")
@@ -157,7 +164,7 @@ async def test_reconnect_replays_the_gap_exactly_once(
         assert await everything.tags(1) == [1] and await by_other.tags(1) == [1]
 
         gate = asyncio.Event()
-        provider = client._provider
+        provider = _provider(client)
         real_connect = provider._provider_specific_connect
 
         async def gated() -> None:
@@ -165,7 +172,7 @@ async def test_reconnect_replays_the_gap_exactly_once(
             await real_connect()
 
         monkeypatch.setattr(provider, "_provider_specific_connect", gated)
-        generation = client._generation
+        reconnects = client.reconnects
         provider.abort()
         await _disconnected(client)
         waiting = asyncio.create_task(client.call(counter.functions.count()))
@@ -185,7 +192,7 @@ async def test_reconnect_replays_the_gap_exactly_once(
         assert await everything.tags(1) == [6] and await by_other.tags(1) == [6]
         assert all(c.queue.empty() and c.stream.connects == 2 for c in collectors)
         assert tag3.queue.empty()
-        assert client._generation == generation + 1 and client.reconnects >= 1
+        assert client.reconnects == reconnects + 1  # one new connection
         # The heads stream lives on across the reconnection.
         receipt = await client.transact(counter.functions.inc())
         head = await asyncio.wait_for(heads.__anext__(), 5)
@@ -256,8 +263,8 @@ async def test_reorg_delivers_the_new_canonical_logs(anvil: Anvil, counter: Any)
             await rpc(client, "anvil_reorg", 2, [[raw, 1]])
             (event,) = await got.take(1)
             assert event.args["tag"] == 99 and event.block_number == receipts[2].block_number
-            client._nonce = None  # the reorg rewound the account's nonce
-            client._provider.abort()  # replay overlaps the reorged blocks: no repeats
+            await client.resync_nonce()  # the reorg rewound the account's nonce
+            _provider(client).abort()  # replay overlaps the reorged blocks: no repeats
             await client.transact(mine.functions.bump(100))
             assert await got.tags(1) == [100]
             assert got.queue.empty() and stream.connects == 2
@@ -269,14 +276,18 @@ async def test_many_streams_open_and_close(client: ChainClient, counter: Any) ->
     """Unsubscribing does not wedge web3's subscription manager (stock
     ``unsubscribe()`` hangs after 500)."""
     start = time.monotonic()
+    closed: list[weakref.ref[LogStream]] = []
     for _ in range(40):
         streams = [client.logs(counter.address, None, None, counter.abi) for _ in range(15)]
         for stream in streams:
             await stream.wait_live()
         await asyncio.gather(*(s.close() for s in streams))
+        closed += [weakref.ref(s) for s in streams]
+    del streams, stream
     assert time.monotonic() - start < 30
     assert len(client.w3.subscription_manager.subscriptions) == 1
-    assert not client._streams
+    gc.collect()
+    assert [r for r in closed if r() is not None] == []  # the client keeps no closed stream
 
 
 def _raw(block: int, index: int, block_hash: str = "33", removed: bool = False) -> dict[str, Any]:
@@ -293,18 +304,18 @@ def _raw(block: int, index: int, block_hash: str = "33", removed: bool = False) 
     }
 
 
-async def test_dedup_by_position_and_block_hash(client: ChainClient, counter: Any) -> None:
-    stream = client.logs(counter.address, None, 1, counter.abi)
-    await stream.close()
-    seen: list[tuple[int, int]] = []
-    stream._decoder = lambda raw: seen.append((raw["blockNumber"], raw["logIndex"]))  # type: ignore[assignment,misc,return-value]
-    stream._accept(_raw(5, 0))
-    stream._accept(_raw(5, 0))  # duplicate
-    stream._accept(_raw(5, 1, removed=True))  # reorged out
-    stream._accept(_raw(5, 1))
-    stream._accept(_raw(5, 1, "55"))  # the same position in a replacing block
-    stream._accept(_raw(5, 0, "33", removed=True))  # removed: forgotten...
-    stream._accept(_raw(5, 0))  # ...so it is new if it comes back
-    stream._accept(_raw(0, 0))  # before from_block
-    assert seen == [(5, 0), (5, 1), (5, 1), (5, 0)]
-    assert stream.cursor == 5
+async def test_dedup_by_position_and_block_hash() -> None:
+    delivered = Delivered(from_block=1)
+    logs = [
+        _raw(5, 0),
+        _raw(5, 0),  # duplicate
+        _raw(5, 1, removed=True),  # reorged out
+        _raw(5, 1),
+        _raw(5, 1, "55"),  # the same position in a replacing block
+        _raw(5, 0, "33", removed=True),  # removed: forgotten...
+        _raw(5, 0),  # ...so it is new if it comes back
+        _raw(0, 0),  # before from_block
+    ]
+    admitted = [(raw["blockNumber"], raw["logIndex"]) for raw in logs if delivered.admit(raw)]
+    assert admitted == [(5, 0), (5, 1), (5, 1), (5, 0)]
+    assert delivered.cursor == 5
