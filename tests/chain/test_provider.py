@@ -31,7 +31,9 @@ async def test_waiting_for_a_reply_does_not_spin() -> None:
             cpu, wall = time.process_time(), time.monotonic()
             reply: Any = await provider.make_request("eth_blockNumber", [])  # type: ignore[arg-type]
             assert time.monotonic() - wall >= 0.7 and "result" in reply
-            assert time.process_time() - cpu < 0.2
+            # Spinning would cost about the whole 0.8 s stall; the bound leaves
+            # room for whatever else the process does meanwhile (GC, threads).
+            assert time.process_time() - cpu < 0.4
         finally:
             os.kill(node.pid, signal.SIGCONT)
             await provider.disconnect()
