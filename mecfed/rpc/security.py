@@ -48,13 +48,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from mecfed.config import TlsPaths
 
@@ -114,31 +113,34 @@ def secure_channel(
 
 def peer_identity(context: grpc.aio.ServicerContext | grpc.ServicerContext) -> str | None:
     """The calling MEC system's id, from its verified client certificate:
-    the certificate's one subject CN. None if it sent no certificate, or if
-    the name is ambiguous: several CNs, or a CN with a NUL, control or
-    surrounding blank characters. gRPC's own ``x509_common_name`` shows only
-    one CN, cut at a NUL byte, so the certificate itself is read; such a
-    certificate must not be taken for the first system it happens to name."""
+    the one CN of its subject. None if it sent no certificate, or if the name
+    is ambiguous: several CNs, or a CN with a NUL, control or surrounding
+    blank character. gRPC's ``x509_common_name`` shows only one CN, cut at a
+    NUL byte, so the whole subject is read instead; such a certificate must
+    not be taken for the first system it happens to name."""
     auth = context.auth_context() or {}
-    pems = auth.get("x509_pem_cert")
-    if not pems:
+    subjects = auth.get("x509_subject")
+    if not subjects or len(subjects) != 1:
         return None
-    return _identity_of(pems[0])
+    try:
+        return _identity_of(subjects[0].decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+
+
+# RFC 2253 string of the subject, as gRPC writes it: RDNs separated by ','
+# (multi-valued ones by '+'), special and non-printable characters escaped
+# with a backslash.
+_RDN_SEPARATOR = re.compile(r"(?<!\\)[,+]")
 
 
 @functools.lru_cache(maxsize=1024)
-def _identity_of(pem: bytes) -> str | None:
-    try:
-        cert = x509.load_pem_x509_certificate(pem)
-    except ValueError:
-        return None
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+def _identity_of(subject: str) -> str | None:
+    names = [part[3:] for part in _RDN_SEPARATOR.split(subject) if part.startswith("CN=")]
     if len(names) != 1:
         return None
-    name = names[0].value
-    if isinstance(name, bytes):
-        return None
-    if not name or not name.isprintable() or name.strip() != name:
+    name = names[0]
+    if not name or "\\" in name or not name.isprintable() or name.strip() != name:
         return None
     return name
 
