@@ -21,12 +21,13 @@ import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import Span, Tracer
 
 from mecfed import tracing
-from mecfed.chain.client import Event
+from mecfed.chain.client import Event, Receipt
 from mecfed.chain.federation import FederationContract, ServiceState
 from mecfed.chain.sealing import sign_message, verify_signer
 from mecfed.errors import (
@@ -82,12 +83,12 @@ class Auction:
     bids: dict[str, Offer] = field(default_factory=dict)  # latest bid per provider
 
 
-def tx_attributes(span: object, receipt: object, **extra: object) -> None:
+def tx_attributes(span: Span, receipt: Receipt, **extra: Any) -> None:
     set_attributes(
-        span,  # type: ignore[arg-type]
-        tx_hash=getattr(receipt, "tx_hash", ""),
-        block=getattr(receipt, "block_number", 0),
-        gas_used=getattr(receipt, "gas_used", 0),
+        span,
+        tx_hash=receipt.tx_hash,
+        block=receipt.block_number,
+        gas_used=receipt.gas_used,
         **extra,
     )
 
