@@ -49,6 +49,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 if TYPE_CHECKING:
     from mecfed.config import SystemConfig
+    from mecfed.model import TrafficReport
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +343,19 @@ def step_span(
 def set_attributes(span: Span, **attributes: Any) -> None:
     """Adds results learnt during a step (tx hash, block, gas...) to ``span``."""
     span.set_attributes(clean_attributes(attributes))
+
+
+def set_traffic(span: Span, report: TrafficReport) -> None:
+    """The app-to-app traffic check's result on ``span``, the same attributes
+    wherever the check is recorded (the consumer's MEF and its MEO)."""
+    set_attributes(
+        span,
+        sent=report.sent,
+        received=report.received,
+        loss=report.loss,
+        rtt_ms=report.rtt_ms,
+        warmup_ms=round(report.warmup_ms, 1),
+    )
 
 
 def current_trace_id() -> str:

@@ -38,7 +38,7 @@ from mecfed.model import (
     TrafficReport,
     TunnelCandidate,
 )
-from mecfed.tracing import set_attributes, step_span
+from mecfed.tracing import set_traffic, step_span
 from meo import network
 from meo.alloc import OverlayAllocator, consumer_ip, provider_ip
 from meo.apps import Apps
@@ -246,14 +246,7 @@ class Overlays:
                 raise FailedPrecondition(
                     f"could not probe from instance {inst.id[:12]}: its network namespace is gone"
                 ) from None
-            set_attributes(
-                span,
-                sent=report.sent,
-                received=report.received,
-                loss=report.loss,
-                rtt_ms=report.rtt_ms,
-                warmup_ms=round(report.warmup_ms, 1),
-            )
+            set_traffic(span, report)
         return report
 
     # --- both --------------------------------------------------------------

@@ -34,7 +34,7 @@ from mecfed.model import (
     Step,
     TrafficCheck,
 )
-from mecfed.tracing import set_attributes, step_span
+from mecfed.tracing import set_attributes, set_traffic, step_span
 from mecfed.tracing import tracer as make_tracer
 from mef.federations import FederationStore
 from mef.meo_client import Orchestrator
@@ -305,13 +305,7 @@ class ConsumerWorkflow:
         )
         with step_span(self.tracer, STEP_TRAFFIC, count=check.count) as span:
             report = await self.orchestrator.verify_traffic(fed.federation_id, check)
-            set_attributes(
-                span,
-                sent=report.sent,
-                received=report.received,
-                loss=report.loss,
-                rtt_ms=report.rtt_ms,
-            )
+            set_traffic(span, report)
             if not report.ok:
                 span.set_status(Status(StatusCode.ERROR, f"{report.loss:.0%} loss"))
         fed = self._set(fed, traffic=report, steps=(*fed.steps, self._step(STEP_TRAFFIC, started)))
