@@ -146,15 +146,23 @@ class Deployments:
             deployment.notice = await self._gate.deployed(deployment)
         except Exception as exc:
             if deployment.endpoint is not None:  # deployed, but the gate failed it
-                with contextlib.suppress(Exception):
+                try:
                     await self._provider.release(deployment.federation_id, deployment.consumer_id)
+                except Exception as release_error:
+                    log.error(
+                        "%s: could not release after a failed notice: %s",
+                        deployment.federation_id,
+                        release_error,
+                    )
                 deployment.endpoint = None
             deployment.error = Problem.of(exc)
             log.warning("%s: deployment failed: %s", deployment.federation_id, exc)
             self._forget(deployment)
             await deployment._set(InstanceState.FAILED)
-            with contextlib.suppress(Exception):
+            try:
                 await self._gate.failed(deployment)
+            except Exception as gate_error:
+                log.warning("%s: %s", deployment.federation_id, gate_error)
             return
         await deployment._set(InstanceState.READY)
 

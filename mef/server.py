@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from mecfed import tracing
 from mecfed.config import SystemConfig
-from mecfed.model import OfferPolicy, SystemRecord
+from mecfed.model import OfferPolicy
 from mecfed.rpc import AccessPolicy, Server, secure_channel, server_credentials, start_server
 from mecfed.v1 import common_pb2
 from mecfed.wire.common import system_from_proto
@@ -154,7 +154,7 @@ async def start(
     )
     me = system_info(config, rpc.port)
     peer_servicer.system_info = me
-    registry.preload([_own_record(me)])
+    registry.preload([system_from_proto(me)])
     host = config.mef_listen.rpartition(":")[0]
     try:
         await transport.start(provider, deployments, f"{host}:{rpc.port}")
@@ -177,10 +177,6 @@ async def start(
         meo_channel,
         traces,
     )
-
-
-def _own_record(info: common_pb2.SystemInfo) -> SystemRecord:
-    return system_from_proto(info)
 
 
 async def serve_until(config: SystemConfig, stop: asyncio.Event) -> None:

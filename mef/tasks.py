@@ -34,9 +34,6 @@ class TaskSet:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
     async def close(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:

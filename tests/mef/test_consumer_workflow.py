@@ -139,7 +139,6 @@ async def test_terminate_releases_both_sides_once():
 
 async def test_terminate_while_running_cancels_and_settles():
     workflow, transport, meo, _ = make([ScriptedProvider("p1", 100)])
-    meo.deploy_delay = 0  # the fake transport deploys; slow the traffic check instead
     fed = await workflow.request(request())
     done = await workflow.terminate(fed.federation_id)  # before the task ran far
     assert done.state == FederationState.TERMINATED

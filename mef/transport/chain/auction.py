@@ -77,7 +77,6 @@ class Auction:
     service_id: str
     deadline: int
     block: int
-    window: int
     winner: str = ""
     contact: codec.MffContact | None = None
     bids: dict[str, Offer] = field(default_factory=dict)  # latest bid per provider
@@ -162,9 +161,7 @@ class ConsumerAuction:
                 requirements,
             )
             tx_attributes(span, announced.receipt, service_id=announced.service_id)
-        auction = Auction(
-            announced.service_id, announced.bidding_deadline, announced.block_number, window
-        )
+        auction = Auction(announced.service_id, announced.bidding_deadline, announced.block_number)
         self._auctions[need.federation_id] = auction
         events = self.contract.events(
             ["BidPlaced", "ServiceAwarded"],
@@ -307,7 +304,8 @@ class ConsumerAuction:
             provider.pubkey,
             codec.SealedOrder(order.federation_id, order.consumer_endpoint, order.candidates),
         )
-        slow = asyncio.create_task(self._await_confirmation(ref))
+        auction = self.auction(order.federation_id)
+        slow = asyncio.create_task(self._await_confirmation(auction, ref.provider))
         # The on-chain record of our order; also the winner's slow path.
         self.tasks.spawn(
             self.contract.send_consumer_endpoint(ref.service_id, sealed),
@@ -365,23 +363,22 @@ class ConsumerAuction:
         )
         return DeploymentResult(details.app_instance_id, endpoint)
 
-    async def _await_confirmation(self, ref: BidRef) -> DeploymentResult:
-        auction = next((a for a in self._auctions.values() if a.service_id == ref.service_id), None)
+    async def _await_confirmation(self, auction: Auction, provider: str) -> DeploymentResult:
         events = self.contract.events(
             ["DeploymentConfirmed"],
-            service_id=ref.service_id,
-            provider=ref.provider,
-            from_block=auction.block if auction else None,
+            service_id=auction.service_id,
+            provider=provider,
+            from_block=auction.block,
         )
         try:
             async for event in events:
                 endpoint = codec.open_confirmation(
                     self.account, bytes(event.args["sealedEndpoint"])
                 )
-                return DeploymentResult(ref.service_id, endpoint)
+                return DeploymentResult(auction.service_id, endpoint)
         finally:
             await events.close()
-        raise DeadlineExceeded(f"no confirmation of {ref.service_id}")
+        raise DeadlineExceeded(f"no confirmation of {auction.service_id}")
 
     # --- settlement -------------------------------------------------------------
 
@@ -405,10 +402,10 @@ class ConsumerAuction:
         state = await self.contract.state(service_id)
         if state == ServiceState.AWARDED and federation.app_instance_id and auction.winner:
             # A direct hand-off succeeded; its on-chain confirmation is due.
-            ref = BidRef(service_id, auction.winner, auction.contact or codec.MffContact(":", ""))
             with contextlib.suppress(MecfedError, TimeoutError):
                 await asyncio.wait_for(
-                    self._await_confirmation(ref), 3 * await self.block_period() + 5
+                    self._await_confirmation(auction, auction.winner),
+                    3 * await self.block_period() + 5,
                 )
             state = await self.contract.state(service_id)
         if state == ServiceState.DEPLOYED:

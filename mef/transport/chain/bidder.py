@@ -50,9 +50,8 @@ class Bid:
 
     service_id: str
     need: ServiceNeed  # consumer_id: the consumer's chain address
-    offer_ref: str  # the binding quote that backs the bid ("" once withdrawn)
+    offer_ref: str  # the binding quote that backs the bid ("" once lost or withdrawn)
     traceparent: str = ""
-    lost: bool = False
 
     @property
     def consumer(self) -> str:
@@ -210,7 +209,7 @@ class Bidder:
                 log.debug("no bid on %s: %s", bid.service_id, exc)
                 set_attributes(span, declined=str(exc))
                 return
-            bid.offer_ref, bid.lost = str(offer.ref), False
+            bid.offer_ref = str(offer.ref)
             self._remember(bid)
             try:
                 consumer = await self.contract.member(bid.consumer)
@@ -235,7 +234,7 @@ class Bidder:
     def _lose(self, bid: Bid) -> None:
         if self._provider is not None and bid.offer_ref:
             self._provider.withdraw(bid.offer_ref)
-        bid.offer_ref, bid.lost = "", True
+        bid.offer_ref = ""
 
     async def _on_awarded(self, event: Event) -> None:
         """A bid of ours that lost frees the capacity it held."""
@@ -299,7 +298,7 @@ class Bidder:
         without us, so the consumer gets another winner."""
         bid = self._bids.get(service_id)
         if bid is not None:
-            bid.offer_ref, bid.lost = "", True
+            bid.offer_ref = ""
         with step_span(self.tracer, "decline", service_id=service_id) as span:
             receipt = await self.contract.decline(service_id)
             tx_attributes(span, receipt)
