@@ -32,14 +32,24 @@ class FederationState(enum.IntEnum):
     ESTABLISHED = 7
     FAILED = 8
     TERMINATED = 9
+    DEGRADED = 10
+    TERMINATING = 11
 
     @property
     def terminal(self) -> bool:
+        """Settled: the workflow has nothing left to do (an ESTABLISHED
+        federation may still move to DEGRADED and back, or be terminated)."""
         return self in (
             FederationState.ESTABLISHED,
+            FederationState.DEGRADED,
             FederationState.FAILED,
             FederationState.TERMINATED,
         )
+
+    @property
+    def live(self) -> bool:
+        """The service runs at the provider for the consumer."""
+        return self in (FederationState.ESTABLISHED, FederationState.DEGRADED)
 
 
 @dataclass(frozen=True, slots=True)

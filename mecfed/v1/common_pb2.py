@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mecfed/v1/common.proto\x12\tmecfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"%\n\x07\x41\x64\x64ress\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"\xa7\x02\n\x0c\x45ndPointInfo\x12,\n\x04uris\x18\x01 \x01(\x0b\x32\x1c.mecfed.v1.EndPointInfo.UrisH\x00\x12-\n\x04\x66qdn\x18\x02 \x01(\x0b\x32\x1d.mecfed.v1.EndPointInfo.FqdnsH\x00\x12\x36\n\taddresses\x18\x03 \x01(\x0b\x32!.mecfed.v1.EndPointInfo.AddressesH\x00\x12\x15\n\x0b\x61lternative\x18\x04 \x01(\tH\x00\x1a\x14\n\x04Uris\x12\x0c\n\x04uris\x18\x01 \x03(\t\x1a\x15\n\x05\x46qdns\x12\x0c\n\x04\x66qdn\x18\x01 \x03(\t\x1a\x32\n\tAddresses\x12%\n\taddresses\x18\x01 \x03(\x0b\x32\x12.mecfed.v1.AddressB\n\n\x08\x65ndpoint\"x\n\nSystemInfo\x12\x11\n\tsystem_id\x18\x01 \x01(\t\x12\x13\n\x0bsystem_name\x18\x02 \x01(\t\x12\x17\n\x0fsystem_provider\x18\x03 \x01(\t\x12)\n\x08\x65ndpoint\x18\x04 \x01(\x0b\x32\x17.mecfed.v1.EndPointInfo\"7\n\tResources\x12\x16\n\x0e\x63pu_millicores\x18\x01 \x01(\r\x12\x12\n\nmemory_mib\x18\x02 \x01(\r\"f\n\x07\x41ppSpec\x12\r\n\x05image\x18\x01 \x01(\t\x12\x10\n\x08replicas\x18\x02 \x01(\r\x12\'\n\tresources\x18\x03 \x01(\x0b\x32\x14.mecfed.v1.Resources\x12\x11\n\techo_port\x18\x04 \x01(\r\"W\n\x0cRequirements\x12\x11\n\tmax_price\x18\x01 \x01(\x04\x12\x1a\n\x12offers_to_wait_for\x18\x02 \x01(\r\x12\x18\n\x10offer_timeout_ms\x18\x03 \x01(\r\"f\n\x0fOverlayEndpoint\x12\x13\n\x0bunderlay_ip\x18\x01 \x01(\t\x12\x0b\n\x03vni\x18\x02 \x01(\r\x12\x10\n\x08udp_port\x18\x03 \x01(\r\x12\x0e\n\x06subnet\x18\x04 \x01(\t\x12\x0f\n\x07\x61pp_ips\x18\x05 \x03(\t\"0\n\x0fTunnelCandidate\x12\x0b\n\x03vni\x18\x01 \x01(\r\x12\x10\n\x08udp_port\x18\x02 \x01(\r\"a\n\rTrafficReport\x12\x0c\n\x04sent\x18\x01 \x01(\r\x12\x10\n\x08received\x18\x02 \x01(\r\x12\x0c\n\x04loss\x18\x03 \x01(\x01\x12\x0e\n\x06rtt_ms\x18\x04 \x01(\x01\x12\x12\n\nrtt_max_ms\x18\x05 \x01(\x01\"{\n\nStepTiming\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8d\x01\n\x05Offer\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x04\x12/\n\x0bvalid_until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x0eProblemDetails\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x10\n\x08instance\x18\x05 \x01(\t*\xda\x02\n\x0f\x46\x65\x64\x65rationState\x12 \n\x1c\x46\x45\x44\x45RATION_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46\x45\x44\x45RATION_STATE_REQUESTED\x10\x01\x12&\n\"FEDERATION_STATE_COLLECTING_OFFERS\x10\x02\x12\x1c\n\x18\x46\x45\x44\x45RATION_STATE_AWARDED\x10\x03\x12\x1e\n\x1a\x46\x45\x44\x45RATION_STATE_DEPLOYING\x10\x04\x12\x1f\n\x1b\x46\x45\x44\x45RATION_STATE_CONNECTING\x10\x05\x12\x1e\n\x1a\x46\x45\x44\x45RATION_STATE_VERIFYING\x10\x06\x12 \n\x1c\x46\x45\x44\x45RATION_STATE_ESTABLISHED\x10\x07\x12\x1b\n\x17\x46\x45\x44\x45RATION_STATE_FAILED\x10\x08\x12\x1f\n\x1b\x46\x45\x44\x45RATION_STATE_TERMINATED\x10\t*\xbf\x01\n\rInstanceState\x12\x1e\n\x1aINSTANCE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16INSTANCE_STATE_PENDING\x10\x01\x12\x18\n\x14INSTANCE_STATE_READY\x10\x02\x12\x19\n\x15INSTANCE_STATE_FAILED\x10\x03\x12\x1e\n\x1aINSTANCE_STATE_TERMINATING\x10\x04\x12\x1d\n\x19INSTANCE_STATE_TERMINATED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mecfed/v1/common.proto\x12\tmecfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"%\n\x07\x41\x64\x64ress\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"\xa7\x02\n\x0c\x45ndPointInfo\x12,\n\x04uris\x18\x01 \x01(\x0b\x32\x1c.mecfed.v1.EndPointInfo.UrisH\x00\x12-\n\x04\x66qdn\x18\x02 \x01(\x0b\x32\x1d.mecfed.v1.EndPointInfo.FqdnsH\x00\x12\x36\n\taddresses\x18\x03 \x01(\x0b\x32!.mecfed.v1.EndPointInfo.AddressesH\x00\x12\x15\n\x0b\x61lternative\x18\x04 \x01(\tH\x00\x1a\x14\n\x04Uris\x12\x0c\n\x04uris\x18\x01 \x03(\t\x1a\x15\n\x05\x46qdns\x12\x0c\n\x04\x66qdn\x18\x01 \x03(\t\x1a\x32\n\tAddresses\x12%\n\taddresses\x18\x01 \x03(\x0b\x32\x12.mecfed.v1.AddressB\n\n\x08\x65ndpoint\"x\n\nSystemInfo\x12\x11\n\tsystem_id\x18\x01 \x01(\t\x12\x13\n\x0bsystem_name\x18\x02 \x01(\t\x12\x17\n\x0fsystem_provider\x18\x03 \x01(\t\x12)\n\x08\x65ndpoint\x18\x04 \x01(\x0b\x32\x17.mecfed.v1.EndPointInfo\"7\n\tResources\x12\x16\n\x0e\x63pu_millicores\x18\x01 \x01(\r\x12\x12\n\nmemory_mib\x18\x02 \x01(\r\"f\n\x07\x41ppSpec\x12\r\n\x05image\x18\x01 \x01(\t\x12\x10\n\x08replicas\x18\x02 \x01(\r\x12\'\n\tresources\x18\x03 \x01(\x0b\x32\x14.mecfed.v1.Resources\x12\x11\n\techo_port\x18\x04 \x01(\r\"W\n\x0cRequirements\x12\x11\n\tmax_price\x18\x01 \x01(\x04\x12\x1a\n\x12offers_to_wait_for\x18\x02 \x01(\r\x12\x18\n\x10offer_timeout_ms\x18\x03 \x01(\r\"p\n\x0bStateChange\x12)\n\x05state\x18\x01 \x01(\x0e\x32\x1a.mecfed.v1.FederationState\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\"f\n\x0fOverlayEndpoint\x12\x13\n\x0bunderlay_ip\x18\x01 \x01(\t\x12\x0b\n\x03vni\x18\x02 \x01(\r\x12\x10\n\x08udp_port\x18\x03 \x01(\r\x12\x0e\n\x06subnet\x18\x04 \x01(\t\x12\x0f\n\x07\x61pp_ips\x18\x05 \x03(\t\"0\n\x0fTunnelCandidate\x12\x0b\n\x03vni\x18\x01 \x01(\r\x12\x10\n\x08udp_port\x18\x02 \x01(\r\"\x92\x01\n\rTrafficReport\x12\x0c\n\x04sent\x18\x01 \x01(\r\x12\x10\n\x08received\x18\x02 \x01(\r\x12\x0c\n\x04loss\x18\x03 \x01(\x01\x12\x0e\n\x06rtt_ms\x18\x04 \x01(\x01\x12\x12\n\nrtt_max_ms\x18\x05 \x01(\x01\x12/\n\x0bmeasured_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"{\n\nStepTiming\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8d\x01\n\x05Offer\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x04\x12/\n\x0bvalid_until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x0eProblemDetails\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x10\n\x08instance\x18\x05 \x01(\t*\x9b\x03\n\x0f\x46\x65\x64\x65rationState\x12 \n\x1c\x46\x45\x44\x45RATION_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46\x45\x44\x45RATION_STATE_REQUESTED\x10\x01\x12&\n\"FEDERATION_STATE_COLLECTING_OFFERS\x10\x02\x12\x1c\n\x18\x46\x45\x44\x45RATION_STATE_AWARDED\x10\x03\x12\x1e\n\x1a\x46\x45\x44\x45RATION_STATE_DEPLOYING\x10\x04\x12\x1f\n\x1b\x46\x45\x44\x45RATION_STATE_CONNECTING\x10\x05\x12\x1e\n\x1a\x46\x45\x44\x45RATION_STATE_VERIFYING\x10\x06\x12 \n\x1c\x46\x45\x44\x45RATION_STATE_ESTABLISHED\x10\x07\x12\x1b\n\x17\x46\x45\x44\x45RATION_STATE_FAILED\x10\x08\x12\x1f\n\x1b\x46\x45\x44\x45RATION_STATE_TERMINATED\x10\t\x12\x1d\n\x19\x46\x45\x44\x45RATION_STATE_DEGRADED\x10\n\x12 \n\x1c\x46\x45\x44\x45RATION_STATE_TERMINATING\x10\x0b*\xbf\x01\n\rInstanceState\x12\x1e\n\x1aINSTANCE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16INSTANCE_STATE_PENDING\x10\x01\x12\x18\n\x14INSTANCE_STATE_READY\x10\x02\x12\x19\n\x15INSTANCE_STATE_FAILED\x10\x03\x12\x1e\n\x1aINSTANCE_STATE_TERMINATING\x10\x04\x12\x1d\n\x19INSTANCE_STATE_TERMINATED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mecfed.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FEDERATIONSTATE']._serialized_start=1399
-  _globals['_FEDERATIONSTATE']._serialized_end=1745
-  _globals['_INSTANCESTATE']._serialized_start=1748
-  _globals['_INSTANCESTATE']._serialized_end=1939
+  _globals['_FEDERATIONSTATE']._serialized_start=1563
+  _globals['_FEDERATIONSTATE']._serialized_end=1974
+  _globals['_INSTANCESTATE']._serialized_start=1977
+  _globals['_INSTANCESTATE']._serialized_end=2168
   _globals['_ADDRESS']._serialized_start=70
   _globals['_ADDRESS']._serialized_end=107
   _globals['_ENDPOINTINFO']._serialized_start=110
@@ -54,16 +54,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPSPEC']._serialized_end=688
   _globals['_REQUIREMENTS']._serialized_start=690
   _globals['_REQUIREMENTS']._serialized_end=777
-  _globals['_OVERLAYENDPOINT']._serialized_start=779
-  _globals['_OVERLAYENDPOINT']._serialized_end=881
-  _globals['_TUNNELCANDIDATE']._serialized_start=883
-  _globals['_TUNNELCANDIDATE']._serialized_end=931
-  _globals['_TRAFFICREPORT']._serialized_start=933
-  _globals['_TRAFFICREPORT']._serialized_end=1030
-  _globals['_STEPTIMING']._serialized_start=1032
-  _globals['_STEPTIMING']._serialized_end=1155
-  _globals['_OFFER']._serialized_start=1158
-  _globals['_OFFER']._serialized_end=1299
-  _globals['_PROBLEMDETAILS']._serialized_start=1301
-  _globals['_PROBLEMDETAILS']._serialized_end=1396
+  _globals['_STATECHANGE']._serialized_start=779
+  _globals['_STATECHANGE']._serialized_end=891
+  _globals['_OVERLAYENDPOINT']._serialized_start=893
+  _globals['_OVERLAYENDPOINT']._serialized_end=995
+  _globals['_TUNNELCANDIDATE']._serialized_start=997
+  _globals['_TUNNELCANDIDATE']._serialized_end=1045
+  _globals['_TRAFFICREPORT']._serialized_start=1048
+  _globals['_TRAFFICREPORT']._serialized_end=1194
+  _globals['_STEPTIMING']._serialized_start=1196
+  _globals['_STEPTIMING']._serialized_end=1319
+  _globals['_OFFER']._serialized_start=1322
+  _globals['_OFFER']._serialized_end=1463
+  _globals['_PROBLEMDETAILS']._serialized_start=1465
+  _globals['_PROBLEMDETAILS']._serialized_end=1560
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,8 @@ class FederationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FEDERATION_STATE_ESTABLISHED: _ClassVar[FederationState]
     FEDERATION_STATE_FAILED: _ClassVar[FederationState]
     FEDERATION_STATE_TERMINATED: _ClassVar[FederationState]
+    FEDERATION_STATE_DEGRADED: _ClassVar[FederationState]
+    FEDERATION_STATE_TERMINATING: _ClassVar[FederationState]
 
 class InstanceState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -41,6 +43,8 @@ FEDERATION_STATE_VERIFYING: FederationState
 FEDERATION_STATE_ESTABLISHED: FederationState
 FEDERATION_STATE_FAILED: FederationState
 FEDERATION_STATE_TERMINATED: FederationState
+FEDERATION_STATE_DEGRADED: FederationState
+FEDERATION_STATE_TERMINATING: FederationState
 INSTANCE_STATE_UNSPECIFIED: InstanceState
 INSTANCE_STATE_PENDING: InstanceState
 INSTANCE_STATE_READY: InstanceState
@@ -125,6 +129,16 @@ class Requirements(_message.Message):
     offer_timeout_ms: int
     def __init__(self, max_price: _Optional[int] = ..., offers_to_wait_for: _Optional[int] = ..., offer_timeout_ms: _Optional[int] = ...) -> None: ...
 
+class StateChange(_message.Message):
+    __slots__ = ("state", "at", "reason")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    state: FederationState
+    at: _timestamp_pb2.Timestamp
+    reason: str
+    def __init__(self, state: _Optional[_Union[FederationState, str]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class OverlayEndpoint(_message.Message):
     __slots__ = ("underlay_ip", "vni", "udp_port", "subnet", "app_ips")
     UNDERLAY_IP_FIELD_NUMBER: _ClassVar[int]
@@ -148,18 +162,20 @@ class TunnelCandidate(_message.Message):
     def __init__(self, vni: _Optional[int] = ..., udp_port: _Optional[int] = ...) -> None: ...
 
 class TrafficReport(_message.Message):
-    __slots__ = ("sent", "received", "loss", "rtt_ms", "rtt_max_ms")
+    __slots__ = ("sent", "received", "loss", "rtt_ms", "rtt_max_ms", "measured_at")
     SENT_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
     RTT_MS_FIELD_NUMBER: _ClassVar[int]
     RTT_MAX_MS_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_AT_FIELD_NUMBER: _ClassVar[int]
     sent: int
     received: int
     loss: float
     rtt_ms: float
     rtt_max_ms: float
-    def __init__(self, sent: _Optional[int] = ..., received: _Optional[int] = ..., loss: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., rtt_max_ms: _Optional[float] = ...) -> None: ...
+    measured_at: _timestamp_pb2.Timestamp
+    def __init__(self, sent: _Optional[int] = ..., received: _Optional[int] = ..., loss: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., rtt_max_ms: _Optional[float] = ..., measured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StepTiming(_message.Message):
     __slots__ = ("name", "started_at", "finished_at")

@@ -96,7 +96,7 @@ class RequestFederationRequest(_message.Message):
     def __init__(self, service_name: _Optional[str] = ..., app: _Optional[_Union[_common_pb2.AppSpec, _Mapping]] = ..., requirements: _Optional[_Union[_common_pb2.Requirements, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class Federation(_message.Message):
-    __slots__ = ("federation_id", "service_name", "app", "requirements", "state", "consumer_id", "provider_id", "offers", "price", "app_instance_id", "consumer_endpoint", "provider_endpoint", "traffic", "steps", "created_at", "updated_at", "error", "backend")
+    __slots__ = ("federation_id", "service_name", "app", "requirements", "state", "consumer_id", "provider_id", "offers", "price", "app_instance_id", "consumer_endpoint", "provider_endpoint", "traffic", "steps", "created_at", "updated_at", "error", "backend", "history", "liveness")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
     APP_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,8 @@ class Federation(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
     service_name: str
     app: _common_pb2.AppSpec
@@ -133,7 +135,9 @@ class Federation(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     error: _common_pb2.ProblemDetails
     backend: str
-    def __init__(self, federation_id: _Optional[str] = ..., service_name: _Optional[str] = ..., app: _Optional[_Union[_common_pb2.AppSpec, _Mapping]] = ..., requirements: _Optional[_Union[_common_pb2.Requirements, _Mapping]] = ..., state: _Optional[_Union[_common_pb2.FederationState, str]] = ..., consumer_id: _Optional[str] = ..., provider_id: _Optional[str] = ..., offers: _Optional[_Iterable[_Union[_common_pb2.Offer, _Mapping]]] = ..., price: _Optional[int] = ..., app_instance_id: _Optional[str] = ..., consumer_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., provider_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., traffic: _Optional[_Union[_common_pb2.TrafficReport, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_common_pb2.StepTiming, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ProblemDetails, _Mapping]] = ..., backend: _Optional[str] = ...) -> None: ...
+    history: _containers.RepeatedCompositeFieldContainer[_common_pb2.StateChange]
+    liveness: _common_pb2.TrafficReport
+    def __init__(self, federation_id: _Optional[str] = ..., service_name: _Optional[str] = ..., app: _Optional[_Union[_common_pb2.AppSpec, _Mapping]] = ..., requirements: _Optional[_Union[_common_pb2.Requirements, _Mapping]] = ..., state: _Optional[_Union[_common_pb2.FederationState, str]] = ..., consumer_id: _Optional[str] = ..., provider_id: _Optional[str] = ..., offers: _Optional[_Iterable[_Union[_common_pb2.Offer, _Mapping]]] = ..., price: _Optional[int] = ..., app_instance_id: _Optional[str] = ..., consumer_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., provider_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., traffic: _Optional[_Union[_common_pb2.TrafficReport, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_common_pb2.StepTiming, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ProblemDetails, _Mapping]] = ..., backend: _Optional[str] = ..., history: _Optional[_Iterable[_Union[_common_pb2.StateChange, _Mapping]]] = ..., liveness: _Optional[_Union[_common_pb2.TrafficReport, _Mapping]] = ...) -> None: ...
 
 class GetFederationRequest(_message.Message):
     __slots__ = ("federation_id",)

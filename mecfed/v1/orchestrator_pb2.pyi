@@ -141,34 +141,66 @@ class VerifyTrafficRequest(_message.Message):
     echo_port: int
     def __init__(self, federation_id: _Optional[str] = ..., count: _Optional[int] = ..., interval_ms: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., echo_port: _Optional[int] = ...) -> None: ...
 
-class ReleaseServiceRequest(_message.Message):
-    __slots__ = ("federation_id",)
+class WatchTrafficRequest(_message.Message):
+    __slots__ = ("federation_id", "period_ms", "count", "interval_ms", "timeout_ms", "echo_port")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_MS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    ECHO_PORT_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
-    def __init__(self, federation_id: _Optional[str] = ...) -> None: ...
+    period_ms: int
+    count: int
+    interval_ms: int
+    timeout_ms: int
+    echo_port: int
+    def __init__(self, federation_id: _Optional[str] = ..., period_ms: _Optional[int] = ..., count: _Optional[int] = ..., interval_ms: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., echo_port: _Optional[int] = ...) -> None: ...
+
+class ReleaseServiceRequest(_message.Message):
+    __slots__ = ("federation_id", "consumer_id")
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
+    federation_id: str
+    consumer_id: str
+    def __init__(self, federation_id: _Optional[str] = ..., consumer_id: _Optional[str] = ...) -> None: ...
 
 class ReleaseServiceResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetServiceStatusRequest(_message.Message):
-    __slots__ = ("federation_id",)
+    __slots__ = ("federation_id", "consumer_id")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
-    def __init__(self, federation_id: _Optional[str] = ...) -> None: ...
+    consumer_id: str
+    def __init__(self, federation_id: _Optional[str] = ..., consumer_id: _Optional[str] = ...) -> None: ...
+
+class ListServicesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListServicesResponse(_message.Message):
+    __slots__ = ("services",)
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[ServiceStatus]
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceStatus, _Mapping]]] = ...) -> None: ...
 
 class ServiceStatus(_message.Message):
-    __slots__ = ("federation_id", "role", "instances", "local_endpoint", "remote_endpoint", "links")
+    __slots__ = ("federation_id", "role", "instances", "local_endpoint", "remote_endpoint", "links", "consumer_id")
     FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     LOCAL_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     REMOTE_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     LINKS_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
     federation_id: str
     role: str
     instances: _containers.RepeatedCompositeFieldContainer[AppInstance]
     local_endpoint: _common_pb2.OverlayEndpoint
     remote_endpoint: _common_pb2.OverlayEndpoint
     links: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, federation_id: _Optional[str] = ..., role: _Optional[str] = ..., instances: _Optional[_Iterable[_Union[AppInstance, _Mapping]]] = ..., local_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., remote_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., links: _Optional[_Iterable[str]] = ...) -> None: ...
+    consumer_id: str
+    def __init__(self, federation_id: _Optional[str] = ..., role: _Optional[str] = ..., instances: _Optional[_Iterable[_Union[AppInstance, _Mapping]]] = ..., local_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., remote_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., links: _Optional[_Iterable[str]] = ..., consumer_id: _Optional[str] = ...) -> None: ...

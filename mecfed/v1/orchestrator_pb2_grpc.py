@@ -81,6 +81,11 @@ class MecOrchestratorStub:
                 request_serializer=mecfed_dot_v1_dot_orchestrator__pb2.VerifyTrafficRequest.SerializeToString,
                 response_deserializer=mecfed_dot_v1_dot_common__pb2.TrafficReport.FromString,
                 _registered_method=True)
+        self.WatchTraffic = channel.unary_stream(
+                '/mecfed.v1.MecOrchestrator/WatchTraffic',
+                request_serializer=mecfed_dot_v1_dot_orchestrator__pb2.WatchTrafficRequest.SerializeToString,
+                response_deserializer=mecfed_dot_v1_dot_common__pb2.TrafficReport.FromString,
+                _registered_method=True)
         self.ReleaseService = channel.unary_unary(
                 '/mecfed.v1.MecOrchestrator/ReleaseService',
                 request_serializer=mecfed_dot_v1_dot_orchestrator__pb2.ReleaseServiceRequest.SerializeToString,
@@ -90,6 +95,11 @@ class MecOrchestratorStub:
                 '/mecfed.v1.MecOrchestrator/GetServiceStatus',
                 request_serializer=mecfed_dot_v1_dot_orchestrator__pb2.GetServiceStatusRequest.SerializeToString,
                 response_deserializer=mecfed_dot_v1_dot_orchestrator__pb2.ServiceStatus.FromString,
+                _registered_method=True)
+        self.ListServices = channel.unary_unary(
+                '/mecfed.v1.MecOrchestrator/ListServices',
+                request_serializer=mecfed_dot_v1_dot_orchestrator__pb2.ListServicesRequest.SerializeToString,
+                response_deserializer=mecfed_dot_v1_dot_orchestrator__pb2.ListServicesResponse.FromString,
                 _registered_method=True)
 
 
@@ -178,6 +188,15 @@ class MecOrchestratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchTraffic(self, request, context):
+        """Keeps measuring an established federation's app-to-app traffic: one
+        series every period_ms, each streamed as it ends. Ends when the
+        federation is released. NOT_FOUND if the overlay is not connected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReleaseService(self, request, context):
         """--- Both sides ---------------------------------------------------------
 
@@ -191,6 +210,14 @@ class MecOrchestratorServicer:
 
     def GetServiceStatus(self, request, context):
         """Reports what a federation has on this host. NOT_FOUND if unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServices(self, request, context):
+        """Every federation this host holds resources for (both roles), so that a
+        restarted federator can reconcile with it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,6 +271,11 @@ def add_MecOrchestratorServicer_to_server(servicer, server):
                     request_deserializer=mecfed_dot_v1_dot_orchestrator__pb2.VerifyTrafficRequest.FromString,
                     response_serializer=mecfed_dot_v1_dot_common__pb2.TrafficReport.SerializeToString,
             ),
+            'WatchTraffic': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTraffic,
+                    request_deserializer=mecfed_dot_v1_dot_orchestrator__pb2.WatchTrafficRequest.FromString,
+                    response_serializer=mecfed_dot_v1_dot_common__pb2.TrafficReport.SerializeToString,
+            ),
             'ReleaseService': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseService,
                     request_deserializer=mecfed_dot_v1_dot_orchestrator__pb2.ReleaseServiceRequest.FromString,
@@ -253,6 +285,11 @@ def add_MecOrchestratorServicer_to_server(servicer, server):
                     servicer.GetServiceStatus,
                     request_deserializer=mecfed_dot_v1_dot_orchestrator__pb2.GetServiceStatusRequest.FromString,
                     response_serializer=mecfed_dot_v1_dot_orchestrator__pb2.ServiceStatus.SerializeToString,
+            ),
+            'ListServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServices,
+                    request_deserializer=mecfed_dot_v1_dot_orchestrator__pb2.ListServicesRequest.FromString,
+                    response_serializer=mecfed_dot_v1_dot_orchestrator__pb2.ListServicesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -510,6 +547,33 @@ class MecOrchestrator:
             _registered_method=True)
 
     @staticmethod
+    def WatchTraffic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mecfed.v1.MecOrchestrator/WatchTraffic',
+            mecfed_dot_v1_dot_orchestrator__pb2.WatchTrafficRequest.SerializeToString,
+            mecfed_dot_v1_dot_common__pb2.TrafficReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ReleaseService(request,
             target,
             options=(),
@@ -553,6 +617,33 @@ class MecOrchestrator:
             '/mecfed.v1.MecOrchestrator/GetServiceStatus',
             mecfed_dot_v1_dot_orchestrator__pb2.GetServiceStatusRequest.SerializeToString,
             mecfed_dot_v1_dot_orchestrator__pb2.ServiceStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mecfed.v1.MecOrchestrator/ListServices',
+            mecfed_dot_v1_dot_orchestrator__pb2.ListServicesRequest.SerializeToString,
+            mecfed_dot_v1_dot_orchestrator__pb2.ListServicesResponse.FromString,
             options,
             channel_credentials,
             insecure,

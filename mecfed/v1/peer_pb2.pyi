@@ -51,10 +51,12 @@ class InstallAppRequest(_message.Message):
     def __init__(self, offer_id: _Optional[str] = ..., federation_id: _Optional[str] = ..., consumer_endpoint: _Optional[_Union[_common_pb2.OverlayEndpoint, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_common_pb2.TunnelCandidate, _Mapping]]] = ..., consumer_signature: _Optional[bytes] = ...) -> None: ...
 
 class AppInstanceRequest(_message.Message):
-    __slots__ = ("app_instance_id",)
+    __slots__ = ("app_instance_id", "federation_id")
     APP_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    FEDERATION_ID_FIELD_NUMBER: _ClassVar[int]
     app_instance_id: str
-    def __init__(self, app_instance_id: _Optional[str] = ...) -> None: ...
+    federation_id: str
+    def __init__(self, app_instance_id: _Optional[str] = ..., federation_id: _Optional[str] = ...) -> None: ...
 
 class AppInstanceDetails(_message.Message):
     __slots__ = ("app_instance_id", "federation_id", "state", "provider_endpoint", "error", "deployment_notice")

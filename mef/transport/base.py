@@ -176,7 +176,20 @@ class MffTransport(Protocol):
 
     async def terminate(self, federation: Federation) -> None:
         """Settles whatever the transport holds for ``federation``: asks the
-        provider to tear its side down and releases escrow (if any)."""
+        provider to tear its side down and releases escrow (if any).
+
+        Idempotent, and callable in any state, also after a restart with only
+        the durable record (the app instance id may be unknown: the provider
+        is then asked by federation id). Returns once the provider side
+        acknowledged (or the chain recorded it); raises Unavailable or
+        DeadlineExceeded when that is not known yet, and the workflow retries
+        until it is."""
+        ...
+
+    def health(self) -> str | None:
+        """None when the transport can act; otherwise why not (e.g. "chain
+        client wedged: nonce gap at 12 for 40 s", "chain reset: no contract
+        code at 0x…"). Readiness (gRPC health) reports NOT_SERVING then."""
         ...
 
 

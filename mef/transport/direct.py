@@ -121,6 +121,9 @@ class DirectTransport:
         assert details.provider_endpoint is not None  # READY carries it (wire checks)
         return DeploymentResult(details.app_instance_id, details.provider_endpoint)
 
+    def health(self) -> str | None:
+        return None
+
     async def terminate(self, federation: Federation) -> None:
         if not (federation.provider_id and federation.app_instance_id):
             return  # nothing was installed anywhere

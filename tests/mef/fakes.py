@@ -177,5 +177,8 @@ class FakeTransport:
         ).with_tunnel(order.candidates[0])
         return DeploymentResult(f"{p.system_id}/inst", endpoint)
 
+    def health(self) -> str | None:
+        return None
+
     async def terminate(self, federation: Federation) -> None:
         self.terminated.append(federation.federation_id)

@@ -41,8 +41,13 @@ def test_federation_state_values_equal_the_proto() -> None:
 def test_federation_state_terminal() -> None:
     assert {s for s in FederationState if s.terminal} == {
         FederationState.ESTABLISHED,
+        FederationState.DEGRADED,
         FederationState.FAILED,
         FederationState.TERMINATED,
+    }
+    assert {s for s in FederationState if s.live} == {
+        FederationState.ESTABLISHED,
+        FederationState.DEGRADED,
     }
 
 

@@ -97,6 +97,9 @@ class ChainTransport:
     ) -> DeploymentResult:
         return await self.auction.deploy(offer, order, timeout)
 
+    def health(self) -> str | None:
+        return None
+
     async def terminate(self, federation: Federation) -> None:
         await self.auction.terminate(federation)
 
