@@ -110,8 +110,8 @@ def test_states_from_proto() -> None:
     )
     with invalid("states[1]", "0 is not a federation state"):
         w.states_from_proto([1, 0])
-    with invalid("states[0]", "10 is not a federation state"):
-        w.states_from_proto([10])
+    with invalid("states[0]", "12 is not a federation state"):
+        w.states_from_proto([12])
 
 
 # --- Federation records ---------------------------------------------------------------
