@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -11,6 +11,7 @@ from mecfed.model import (
     DeploymentOrder,
     OverlayEndpoint,
     OverlayReservation,
+    ServiceStatus,
     TrafficCheck,
     TrafficReport,
 )
@@ -38,7 +39,20 @@ class Orchestrator(Protocol):
 
     async def verify_traffic(self, federation_id: str, check: TrafficCheck) -> TrafficReport: ...
 
-    async def release(self, federation_id: str) -> None: ...
+    async def release(self, federation_id: str, consumer_id: str = "") -> None:
+        """Idempotent. ``consumer_id`` names the consumer of a provider-side
+        federation ("" = our own, consumer side)."""
+        ...
+
+    async def list_services(self) -> list[ServiceStatus]:
+        """Every federation the MEO holds resources for (reconcile)."""
+        ...
+
+    def watch_traffic(
+        self, federation_id: str, check: TrafficCheck, period_ms: int
+    ) -> AsyncIterator[TrafficReport]:
+        """Runtime liveness: one report per ``period_ms`` until released."""
+        ...
 
 
 class GrpcOrchestrator:
@@ -96,12 +110,37 @@ class GrpcOrchestrator:
         )
         return traffic_from_proto(resp)
 
-    async def release(self, federation_id: str) -> None:
+    async def release(self, federation_id: str, consumer_id: str = "") -> None:
         await self._call(
             "ReleaseService",
             self._stub.ReleaseService,
-            pb.ReleaseServiceRequest(federation_id=federation_id),
+            pb.ReleaseServiceRequest(federation_id=federation_id, consumer_id=consumer_id),
         )
+
+    async def list_services(self) -> list[ServiceStatus]:
+        resp = await self._call("ListServices", self._stub.ListServices, pb.ListServicesRequest())
+        return [wire.status_from_proto(s) for s in resp.services]
+
+    async def watch_traffic(
+        self, federation_id: str, check: TrafficCheck, period_ms: int
+    ) -> AsyncIterator[TrafficReport]:
+        request = pb.WatchTrafficRequest(
+            federation_id=federation_id,
+            period_ms=period_ms,
+            count=check.count,
+            interval_ms=check.interval_ms,
+            timeout_ms=check.timeout_ms,
+            echo_port=check.echo_port,
+        )
+        # No overall deadline: the stream lasts as long as the federation.
+        stream = self._stub.WatchTraffic(request)
+        try:
+            async for report in stream:
+                yield traffic_from_proto(report)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, "local MEO WatchTraffic") from None
+        finally:
+            stream.cancel()
 
 
 __all__ = ["GrpcOrchestrator", "Orchestrator"]

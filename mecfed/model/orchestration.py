@@ -54,6 +54,7 @@ class ServiceStatus:
     local_endpoint: OverlayEndpoint | None = None
     remote_endpoint: OverlayEndpoint | None = None
     links: tuple[str, ...] = ()
+    consumer_id: str = ""  # provider role: whose federation it is
 
 
 @dataclass(frozen=True, slots=True)

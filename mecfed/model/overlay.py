@@ -90,6 +90,7 @@ class TrafficReport:
     rtt_ms: float = 0.0  # mean over received echoes
     rtt_max_ms: float = 0.0
     warmup_ms: float = 0.0  # until the first, unmeasured, echo came back
+    measured_at: float = 0.0  # epoch seconds when the series ended (0 = unknown)
 
     @property
     def loss(self) -> float:
@@ -109,6 +110,7 @@ class TrafficReport:
             rtt_ms=sum(p.rtt_ms * p.received for p in parts) / received if received else 0.0,
             rtt_max_ms=max((p.rtt_max_ms for p in parts), default=0.0),
             warmup_ms=max((p.warmup_ms for p in parts), default=0.0),
+            measured_at=max((p.measured_at for p in parts), default=0.0),
         )
 
 

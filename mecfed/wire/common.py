@@ -150,7 +150,10 @@ def endpoint_to_proto(ep: OverlayEndpoint) -> common_pb2.OverlayEndpoint:
 
 
 def traffic_from_proto(msg: common_pb2.TrafficReport) -> TrafficReport:
-    return TrafficReport(msg.sent, msg.received, msg.rtt_ms, msg.rtt_max_ms)
+    measured_at = from_ts(msg.measured_at) if msg.HasField("measured_at") else 0.0
+    return TrafficReport(
+        msg.sent, msg.received, msg.rtt_ms, msg.rtt_max_ms, measured_at=measured_at
+    )
 
 
 def traffic_to_proto(report: TrafficReport) -> common_pb2.TrafficReport:
@@ -160,6 +163,7 @@ def traffic_to_proto(report: TrafficReport) -> common_pb2.TrafficReport:
         loss=report.loss,
         rtt_ms=report.rtt_ms,
         rtt_max_ms=report.rtt_max_ms,
+        measured_at=ts(report.measured_at) if report.measured_at else None,
     )
 
 

@@ -13,6 +13,7 @@ from mecfed.model import (
     InstanceState,
     OverlayEndpoint,
     OverlayReservation,
+    Role,
     ServiceStatus,
     TrafficCheck,
 )
@@ -200,4 +201,19 @@ def status_to_proto(status: ServiceStatus) -> pb.ServiceStatus:
             endpoint_to_proto(status.remote_endpoint) if status.remote_endpoint else None
         ),
         links=list(status.links),
+        consumer_id=status.consumer_id,
+    )
+
+
+def status_from_proto(msg: pb.ServiceStatus) -> ServiceStatus:
+    """The MEO's report, as its own federator reads it back (reconcile)."""
+    try:
+        role = Role(msg.role)
+    except ValueError:
+        raise InvalidArgument.field("role", f"{msg.role!r} is not a role") from None
+    return ServiceStatus(
+        federation_id=msg.federation_id,
+        role=role,
+        links=tuple(msg.links),
+        consumer_id=msg.consumer_id,
     )

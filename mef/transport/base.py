@@ -186,6 +186,12 @@ class MffTransport(Protocol):
         until it is."""
         ...
 
+    async def established(self, federation: Federation) -> None:
+        """Called once the consumer verified app-to-app traffic: the point at
+        which the provider has earned its price (chain: the consumer's
+        on-chain acknowledgement releases it; direct: nothing to do)."""
+        ...
+
     def health(self) -> str | None:
         """None when the transport can act; otherwise why not (e.g. "chain
         client wedged: nonce gap at 12 for 40 s", "chain reset: no contract

@@ -121,6 +121,9 @@ class DirectTransport:
         assert details.provider_endpoint is not None  # READY carries it (wire checks)
         return DeploymentResult(details.app_instance_id, details.provider_endpoint)
 
+    async def established(self, federation: Federation) -> None:
+        return None
+
     def health(self) -> str | None:
         return None
 

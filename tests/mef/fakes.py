@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +19,9 @@ from mecfed.model import (
     Offer,
     OverlayEndpoint,
     OverlayReservation,
+    Role,
     ServiceNeed,
+    ServiceStatus,
     TrafficCheck,
     TrafficReport,
     TunnelCandidate,
@@ -95,7 +98,19 @@ class FakeOrchestrator:
         received = check.count // 2 if self.lose_traffic else check.count
         return TrafficReport(check.count, received, 0.2, 0.4)
 
-    async def release(self, federation_id: str) -> None:
+    async def list_services(self) -> list[ServiceStatus]:
+        ids = self.deployed.keys() | self.connected | self.reserved
+        return [ServiceStatus(fid, Role.CONSUMER) for fid in sorted(ids)]
+
+    async def watch_traffic(
+        self, federation_id: str, check: TrafficCheck, period_ms: int
+    ) -> AsyncIterator[TrafficReport]:
+        while federation_id in self.connected:
+            received = check.count // 2 if self.lose_traffic else check.count
+            yield TrafficReport(check.count, received, 0.2, 0.4, measured_at=time.time())
+            await asyncio.sleep(period_ms / 1000)
+
+    async def release(self, federation_id: str, consumer_id: str = "") -> None:
         self.released.append(federation_id)
         self.deployed.pop(federation_id, None)
         self.connected.discard(federation_id)
@@ -176,6 +191,9 @@ class FakeTransport:
             order.consumer_endpoint, underlay_ip=p.endpoint_ip, app_ips=("172.30.1.129",)
         ).with_tunnel(order.candidates[0])
         return DeploymentResult(f"{p.system_id}/inst", endpoint)
+
+    async def established(self, federation: Federation) -> None:
+        return None
 
     def health(self) -> str | None:
         return None

@@ -97,6 +97,9 @@ class ChainTransport:
     ) -> DeploymentResult:
         return await self.auction.deploy(offer, order, timeout)
 
+    async def established(self, federation: Federation) -> None:
+        return None
+
     def health(self) -> str | None:
         return None
 
