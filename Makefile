@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-.PHONY: install demo test proto lint typecheck format clean-testbed
+.PHONY: install demo test soak proto lint typecheck format clean-testbed
 
 install:
 	@scripts/install.sh
@@ -9,6 +9,10 @@ demo: install
 
 test: install
 	@scripts/run_tests.sh
+
+# The fault-injection suite repeated (SOAK_ROUNDS, default 5); not part of CI.
+soak: install
+	@scripts/soak.sh
 
 proto: install
 	scripts/gen_proto.sh

@@ -1,0 +1,64 @@
+"""Fault-injection beds: one real testbed per backend (a consumer and two
+providers, no warm pool so that every federation container carries its
+federation's label), shared by the module's tests. Each test leaves the bed
+clean (it asserts so), so the next one starts from nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from mecfed.testbed import Testbed
+from meo.image import build_image
+from tests.faults.bed import IMAGE, FaultBed
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, Docker)"),
+]
+
+# Fixed prices (so the cheaper provider wins deterministically) and room for
+# two replicas each: the tight-capacity test needs a cap it can reach.
+POLICIES = {
+    "mec-02": {"fixed": {"price": "100"}, "capacityReplicas": 2},
+    "mec-03": {"fixed": {"price": "200"}, "capacityReplicas": 2},
+}
+
+BEDS = {
+    "direct": ("mffd", "10.231.0.0/16", 52051),
+    "chain": ("mffc", "10.232.0.0/16", 52151),
+}
+
+
+async def open_bed(backend: str) -> tuple[FaultBed, Testbed]:
+    name, subnet, port = BEDS[backend]
+    testbed = Testbed(name=name, subnet=subnet, base_port=port)
+    bed = FaultBed(
+        testbed,
+        backend,
+        3,
+        {
+            "consumers": 1,
+            "offer_policies": POLICIES,
+            "warm_pool": 0,
+            "block_time": 1.0,
+            "image": IMAGE,
+        },
+    )
+    await asyncio.to_thread(build_image, IMAGE)
+    await bed.up()
+    await bed.ensure_service()
+    return bed, testbed
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["direct", "chain"])
+async def bed(request: pytest.FixtureRequest) -> AsyncIterator[FaultBed]:
+    fault_bed, testbed = await open_bed(request.param)
+    try:
+        yield fault_bed
+    finally:
+        await testbed.down()
