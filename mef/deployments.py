@@ -317,6 +317,9 @@ class Deployments:
             deployment._removal = asyncio.create_task(
                 self._tear_down(deployment), name=f"remove {deployment.federation_id}"
             )
+            # Its callers may all have gone (cancelled RPCs): the failure is
+            # theirs to see, not an unretrieved-exception warning.
+            deployment._removal.add_done_callback(_retrieve)
         await asyncio.shield(deployment._removal)
         return deployment
 
@@ -374,6 +377,11 @@ class Deployments:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("removal failed: %s", task.exception())
 
 
 __all__ = ["Deployment", "Deployments", "Recovered"]

@@ -316,3 +316,28 @@ async def test_one_consumers_federation_id_does_not_block_anothers(federation_ne
         )
         assert left.state in (common_pb2.INSTANCE_STATE_PENDING, common_pb2.INSTANCE_STATE_READY)
     assert set(provider.mef.provider.committed()) == {(first.system_id, "fed-1")}
+
+
+@pytest.mark.parametrize(
+    ("names", "dns", "why"),
+    [
+        (["mec-00", "mec-02"], ["mec-00"], "2 CNs"),
+        (["mec-00\x00mec-02"], ["mec-00"], "not a system id"),
+        (["mec-00"], ["mec-02"], "does not agree"),
+    ],
+    ids=["two-cns", "nul-byte", "san-disagrees"],
+)
+async def test_a_forged_identity_is_refused_at_mff(federation_net, tmp_path, names, dns, why):
+    from tests.rpc.test_security import _forged
+
+    _consumer, provider = await federation_net([NO_OFFERS, fixed_policy(100)])
+    forged = _forged(tmp_path / "pki", tmp_path / "forged", names, dns)
+    async with secure_channel(f"127.0.0.1:{provider.mef.port}", forged, provider.system_id) as ch:
+        stub = peer_pb2_grpc.FederationPeerStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.RequestOffer(
+                peer_pb2.RequestOfferRequest(federation_id="fed-1", app=app(), max_price=1000)
+            )
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert why in err.value.details()
+    assert provider.mef.provider.outstanding_quotes == 0
