@@ -224,6 +224,9 @@ class ProviderMeo:
         key = (order.consumer_id, order.federation_id)
         self.started.append(key)
         self.orders.append(order)
+        if self.fail and self.hold is None:
+            # Refused before the first await: the fastest failure there is.
+            raise DeploymentFailed("image pull failed (forced by the test)")
         try:
             if self.hold is not None:
                 await self.hold.wait()
