@@ -349,8 +349,9 @@ class Deployments:
         dropped: list[Key] = []
         finished: list[Key] = []
         for deployment in list(self._by_id.values()):
-            if deployment.ended or deployment._task is not None:
-                continue
+            busy = deployment._removal is not None and not deployment._removal.done()
+            if deployment.ended or deployment._task is not None or busy:
+                continue  # ended, or this process is already at it
             if deployment.state == InstanceState.READY and deployment.key in at_meo:
                 kept.append(deployment.key)
                 continue

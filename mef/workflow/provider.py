@@ -356,8 +356,10 @@ class ProviderWorkflow:
         )
 
     def _drop(self, commitment: _Commitment) -> None:
-        self._store.delete_commitment(commitment.key)
+        # Only if still current: a concurrent release may have dropped it and
+        # the consumer committed the same federation anew since.
         if self._commitments.get(commitment.key) is commitment:
+            self._store.delete_commitment(commitment.key)
             del self._commitments[commitment.key]
             self.ledger.release_now(_ledger_key(commitment.key))
 
