@@ -63,7 +63,16 @@ class CapacityLedger:
 
     async def release(self, federation_id: str) -> int:
         """Frees a federation's replicas; returns how many (0 if none)."""
+        return self.release_now(federation_id)
+
+    def release_now(self, federation_id: str) -> int:
         return self._by_federation.pop(federation_id, 0)
+
+    def restore(self, federation_id: str, replicas: int) -> None:
+        """Puts back a reservation recorded before a restart, unchecked: it
+        was committed then, even if the capacity was lowered since (new
+        reservations are refused until it is freed)."""
+        self._by_federation[federation_id] = replicas
 
 
 __all__ = ["CapacityLedger"]

@@ -7,6 +7,12 @@ MEF and its MEO present that certificate both as server and as client, so a
 server learns *which MEC system* calls it from the TLS handshake alone and
 :class:`PeerAuthorizer` decides per method whether that system may call it.
 
+The identity rule (:func:`certificate_identity`): a client certificate must
+carry exactly one subject CN, made of the characters of a system id, and
+every DNS name of its subjectAltName must equal that CN (IP SANs allowed,
+nothing else); otherwise the call is refused with ``UNAUTHENTICATED`` and a
+message saying which part of the rule the certificate breaks.
+
 How grpcio (checked with 1.85) treats client certificates
 ---------------------------------------------------------
 Determined empirically (see ``tests/test_security.py``):
@@ -54,6 +60,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from mecfed.config import TlsPaths
 
@@ -112,37 +120,83 @@ def secure_channel(
 
 
 def peer_identity(context: grpc.aio.ServicerContext | grpc.ServicerContext) -> str | None:
-    """The calling MEC system's id, from its verified client certificate:
-    the one CN of its subject. None if it sent no certificate, or if the name
-    is ambiguous: several CNs, or a CN with a NUL, control or surrounding
-    blank character. gRPC's ``x509_common_name`` shows only one CN, cut at a
-    NUL byte, so the whole subject is read instead; such a certificate must
-    not be taken for the first system it happens to name."""
+    """The calling MEC system's id from its verified client certificate, or
+    None if it sent none or the certificate breaks the identity rule (see
+    :func:`certificate_identity`)."""
+    return certificate_identity(context)[0]
+
+
+def certificate_identity(
+    context: grpc.aio.ServicerContext | grpc.ServicerContext,
+) -> tuple[str | None, str]:
+    """``(system id, "")``, or ``(None, why not)``.
+
+    The identity rule: a client certificate names exactly one MEC system.
+
+    * its subject carries exactly **one** CN (attribute type 2.5.4.3, in any
+      RDN, multi-valued RDNs included);
+    * the CN is a system id: 1..64 characters of ``A-Z a-z 0-9 - _ . :``,
+      starting with a letter or digit (so no NUL, control, blank, escape or
+      non-ASCII character can make two systems look alike);
+    * every DNS name in its subjectAltName equals the CN, and the SAN holds
+      nothing but DNS names and IP addresses (the underlay addresses the
+      system serves on); a certificate without SAN is judged by its CN.
+
+    The certificate itself (``x509_pem_cert``, the leaf gRPC verified) is
+    parsed, not gRPC's summaries: ``x509_common_name`` shows one CN only and
+    stops at a NUL byte, so a certificate with two CNs, or with
+    ``"mec-02\\x00mec-03"``, would be taken for the first system it names.
+    """
     auth = context.auth_context() or {}
-    subjects = auth.get("x509_subject")
-    if not subjects or len(subjects) != 1:
-        return None
-    try:
-        return _identity_of(subjects[0].decode("utf-8"))
-    except UnicodeDecodeError:
-        return None
+    pems = auth.get("x509_pem_cert")
+    if not pems:
+        return None, "client certificate required"
+    if len(pems) != 1:
+        return None, f"client certificate refused: {len(pems)} leaf certificates"
+    return _identity_of_pem(bytes(pems[0]))
 
 
-# RFC 2253 string of the subject, as gRPC writes it: RDNs separated by ','
-# (multi-valued ones by '+'), special and non-printable characters escaped
-# with a backslash.
-_RDN_SEPARATOR = re.compile(r"(?<!\\)[,+]")
+# The same rule as every id in the model (mecfed.model.checks.require_id).
+_SYSTEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 70 else text[:67] + "..."
 
 
 @functools.lru_cache(maxsize=1024)
-def _identity_of(subject: str) -> str | None:
-    names = [part[3:] for part in _RDN_SEPARATOR.split(subject) if part.startswith("CN=")]
+def _identity_of_pem(pem: bytes) -> tuple[str | None, str]:
+    refused = "client certificate refused: "
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError as exc:
+        return None, f"{refused}unreadable certificate ({exc})"
     if len(names) != 1:
-        return None
-    name = names[0]
-    if not name or "\\" in name or not name.isprintable() or name.strip() != name:
-        return None
-    return name
+        return None, f"{refused}its subject has {len(names)} CNs; exactly one is required"
+    cn = names[0].value
+    if not isinstance(cn, str) or not _SYSTEM_ID.fullmatch(cn):
+        return None, (
+            f"{refused}CN {_shown(cn)} is not a system id (1..64 characters: letters, "
+            "digits, '-', '_', '.', ':'; starting with a letter or digit)"
+        )
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return cn, ""
+    except ValueError as exc:
+        return None, f"{refused}unreadable subjectAltName ({exc})"
+    for general_name in san:
+        if isinstance(general_name, x509.IPAddress):
+            continue
+        if isinstance(general_name, x509.DNSName) and general_name.value == cn:
+            continue
+        return None, (
+            f"{refused}subjectAltName {type(general_name).__name__} "
+            f"{_shown(general_name.value)} does not agree with CN {cn!r}"
+        )
+    return cn, ""
 
 
 def is_open_method(method: str) -> bool:
@@ -175,14 +229,11 @@ class PeerAuthorizer(grpc.aio.ServerInterceptor):
         return _wrap_handler(handler, method, self._check)
 
     async def _check(self, method: str, context: grpc.aio.ServicerContext) -> None:
-        peer = peer_identity(context)
+        peer, why_not = certificate_identity(context)
         if peer is None and self._anonymous:
             peer = ""
         if peer is None:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "client certificate required (with exactly one printable subject CN)",
-            )
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, why_not)
             return
         if not self._policy(method, peer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{peer} may not call {method}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mecfed.errors import InvalidArgument
 from mecfed.model import (
     AppInstanceDetails,
     Installation,
@@ -65,6 +66,18 @@ def installation_to_proto(inst: Installation) -> pb.InstallAppRequest:
 
 def app_instance_id_from(value: str) -> str:
     return require_id(value, "app_instance_id")
+
+
+def remove_target_from(msg: pb.AppInstanceRequest) -> tuple[str, str]:
+    """RemoveApp's target: ``(app_instance_id, "")``, or ``("",
+    federation_id)`` when the instance id is empty (the consumer lost it)."""
+    if msg.app_instance_id:
+        return app_instance_id_from(msg.app_instance_id), ""
+    if not msg.federation_id:
+        raise InvalidArgument.field(
+            "app_instance_id", "is required (or federation_id, to remove by federation)"
+        )
+    return "", require_id(msg.federation_id, "federation_id")
 
 
 def details_to_proto(details: AppInstanceDetails) -> pb.AppInstanceDetails:

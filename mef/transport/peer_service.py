@@ -87,8 +87,12 @@ class PeerServicer:
             yield wire.details_to_proto(details)
 
     async def RemoveApp(self, request, context):
-        app_instance_id = wire.app_instance_id_from(request.app_instance_id)
-        deployment = await self._deployments.remove(app_instance_id, caller_of(context))
+        caller = caller_of(context)
+        app_instance_id, federation_id = wire.remove_target_from(request)
+        if app_instance_id:
+            deployment = await self._deployments.remove(app_instance_id, caller)
+        else:
+            deployment = await self._deployments.remove_by_federation(federation_id, caller)
         return wire.details_to_proto(deployment.details())
 
 

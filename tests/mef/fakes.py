@@ -200,3 +200,81 @@ class FakeTransport:
 
     async def terminate(self, federation: Federation) -> None:
         self.terminated.append(federation.federation_id)
+
+
+@dataclass
+class ProviderMeo:
+    """A provider's MEO as the provider workflow sees it: services keyed by
+    (consumer, federation), a deployment that can be held mid-way
+    (``hold``), rejected at once (``fail``), and a record of every release
+    and cancelled deployment. Resources are made only when a deployment
+    finishes; a cancelled one leaves nothing (as the real MEO's roll-back)."""
+
+    underlay_ip: str = "10.213.0.20"
+    fail: bool = False
+    hold: asyncio.Event | None = None
+    unavailable: bool = False
+    services: dict[tuple[str, str], AppSpec] = field(default_factory=dict)
+    started: list[tuple[str, str]] = field(default_factory=list)
+    cancelled: list[tuple[str, str]] = field(default_factory=list)
+    released: list[tuple[str, str]] = field(default_factory=list)
+    orders: list[DeploymentOrder] = field(default_factory=list)
+
+    async def deploy_federated(self, order: DeploymentOrder) -> OverlayEndpoint:
+        key = (order.consumer_id, order.federation_id)
+        self.started.append(key)
+        self.orders.append(order)
+        if self.fail and self.hold is None:
+            # Refused before the first await: the fastest failure there is.
+            raise DeploymentFailed("image pull failed (forced by the test)")
+        try:
+            if self.hold is not None:
+                await self.hold.wait()
+            else:
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            self.cancelled.append(key)
+            raise
+        if self.fail:
+            raise DeploymentFailed("image pull failed (forced by the test)")
+        self.services[key] = order.app
+        return dataclasses.replace(
+            order.consumer_endpoint, underlay_ip=self.underlay_ip, app_ips=("172.30.1.129",)
+        ).with_tunnel(order.candidates[0])
+
+    async def release(self, federation_id: str, consumer_id: str = "") -> None:
+        if self.unavailable:
+            from mecfed.errors import Unavailable
+
+            raise Unavailable("local MEO ReleaseService: connection refused (test)")
+        self.released.append((consumer_id, federation_id))
+        self.services.pop((consumer_id, federation_id), None)
+
+    async def list_services(self) -> list[ServiceStatus]:
+        if self.unavailable:
+            from mecfed.errors import Unavailable
+
+            raise Unavailable("local MEO ListServices: connection refused (test)")
+        return [
+            ServiceStatus(fid, Role.PROVIDER, consumer_id=cid) for cid, fid in sorted(self.services)
+        ]
+
+    async def require_app(self, name: str) -> None:
+        return None
+
+    async def reserve_overlay(self, federation_id: str, candidates: int) -> OverlayReservation:
+        raise AssertionError("a provider does not reserve overlays")
+
+    async def connect_overlay(
+        self, federation_id: str, service_name: str, provider_endpoint: OverlayEndpoint
+    ) -> OverlayEndpoint:
+        raise AssertionError("a provider does not connect overlays")
+
+    async def verify_traffic(self, federation_id: str, check: TrafficCheck) -> TrafficReport:
+        raise AssertionError("a provider does not verify traffic")
+
+    async def watch_traffic(
+        self, federation_id: str, check: TrafficCheck, period_ms: int
+    ) -> AsyncIterator[TrafficReport]:
+        raise AssertionError("a provider does not watch traffic")
+        yield  # an async generator

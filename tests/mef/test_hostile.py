@@ -4,6 +4,8 @@ behind (no federation record, no quote, no deployment)."""
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 
@@ -270,3 +272,72 @@ async def test_mfm_is_only_for_the_systems_own_identity(federation_net):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await provider.federator(ch).ListFederations(federator_pb2.ListFederationsRequest())
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+TARIFF = {"tariff": {"region": "DE", "loadSensitivity": 2.0}, "capacityReplicas": 4}
+
+
+async def test_unaccepted_offers_of_one_peer_do_not_move_anothers_price(federation_net):
+    greedy, honest, provider = await federation_net([NO_OFFERS, NO_OFFERS, TARIFF])
+    ch1, g = peer_stub(greedy, provider)
+    ch2, h = peer_stub(honest, provider)
+    async with ch1, ch2:
+        ask = peer_pb2.RequestOfferRequest(federation_id="fed-h", app=app(), max_price=10**9)
+        before = await h.RequestOffer(ask)
+        for i in range(3):  # never accepted
+            await g.RequestOffer(
+                peer_pb2.RequestOfferRequest(
+                    federation_id=f"fed-g{i}", app=app(replicas=1), max_price=10**9
+                )
+            )
+        after = await h.RequestOffer(ask)
+        # Short-lived: a quote is a price, not a reservation.
+        assert after.valid_until.ToSeconds() <= time.time() + 10
+    assert after.price == before.price
+    assert provider.mef.provider.ledger.used == 0 and provider.mef.provider.load() == 0.0
+
+
+async def test_one_consumers_federation_id_does_not_block_anothers(federation_net):
+    first, second, provider = await federation_net([NO_OFFERS, NO_OFFERS, fixed_policy(100)])
+    ch1, a = peer_stub(first, provider)
+    ch2, b = peer_stub(second, provider)
+    async with ch1, ch2:
+        ask = peer_pb2.RequestOfferRequest(federation_id="fed-1", app=app(), max_price=1000)
+        mine = await a.InstallApp(install(offer_id=(await a.RequestOffer(ask)).offer_id))
+        theirs = await b.InstallApp(install(offer_id=(await b.RequestOffer(ask)).offer_id))
+        assert mine.app_instance_id != theirs.app_instance_id
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # ids are public; instances are not
+            await b.RemoveApp(peer_pb2.AppInstanceRequest(app_instance_id=mine.app_instance_id))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        removed = await b.RemoveApp(peer_pb2.AppInstanceRequest(federation_id="fed-1"))
+        assert removed.app_instance_id == theirs.app_instance_id
+        left = await a.GetAppInstanceDetails(
+            peer_pb2.AppInstanceRequest(app_instance_id=mine.app_instance_id)
+        )
+        assert left.state in (common_pb2.INSTANCE_STATE_PENDING, common_pb2.INSTANCE_STATE_READY)
+    assert set(provider.mef.provider.committed()) == {(first.system_id, "fed-1")}
+
+
+@pytest.mark.parametrize(
+    ("names", "dns", "why"),
+    [
+        (["mec-00", "mec-02"], ["mec-00"], "2 CNs"),
+        (["mec-00\x00mec-02"], ["mec-00"], "not a system id"),
+        (["mec-00"], ["mec-02"], "does not agree"),
+    ],
+    ids=["two-cns", "nul-byte", "san-disagrees"],
+)
+async def test_a_forged_identity_is_refused_at_mff(federation_net, tmp_path, names, dns, why):
+    from tests.rpc.test_security import _forged
+
+    _consumer, provider = await federation_net([NO_OFFERS, fixed_policy(100)])
+    forged = _forged(tmp_path / "pki", tmp_path / "forged", names, dns)
+    async with secure_channel(f"127.0.0.1:{provider.mef.port}", forged, provider.system_id) as ch:
+        stub = peer_pb2_grpc.FederationPeerStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.RequestOffer(
+                peer_pb2.RequestOfferRequest(federation_id="fed-1", app=app(), max_price=1000)
+            )
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert why in err.value.details()
+    assert provider.mef.provider.outstanding_quotes == 0

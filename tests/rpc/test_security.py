@@ -188,9 +188,12 @@ async def test_interceptor_rejects_anonymous_caller_as_unauthenticated(pki):
         await srv.stop(None)
 
 
-def _forged(pki_dir: Path, out: Path, names: list[str], dns: list[str]) -> TlsPaths:
+def _forged(
+    pki_dir: Path, out: Path, names: list[str], dns: list[str], others: list | None = None
+) -> TlsPaths:
     """A certificate of our CA with an odd subject: several CNs, or a CN with
-    a NUL byte (as a hostile operator's CSR might ask for)."""
+    a NUL byte (as a hostile operator's CSR might ask for); ``others`` are
+    further SAN entries (x509.GeneralName)."""
     import datetime as dt
 
     from cryptography import x509
@@ -203,7 +206,7 @@ def _forged(pki_dir: Path, out: Path, names: list[str], dns: list[str]) -> TlsPa
     ca_key = serialization.load_pem_private_key(ca.ca_key_path.read_bytes(), None)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, n) for n in names]))
         .issuer_name(ca_cert.subject)
@@ -211,10 +214,12 @@ def _forged(pki_dir: Path, out: Path, names: list[str], dns: list[str]) -> TlsPa
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
+    general_names = [x509.DNSName(d) for d in dns] + list(others or [])
+    if general_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(general_names), False)
+    cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     (out / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (out / "c.key").write_bytes(
@@ -227,18 +232,71 @@ def _forged(pki_dir: Path, out: Path, names: list[str], dns: list[str]) -> TlsPa
     return TlsPaths(ca=str(ca.ca_cert_path), cert=str(out / "c.pem"), key=str(out / "c.key"))
 
 
+def _uri(value: str):
+    from cryptography import x509
+
+    return x509.UniformResourceIdentifier(value)
+
+
+def _ip(value: str):
+    import ipaddress
+
+    from cryptography import x509
+
+    return x509.IPAddress(ipaddress.ip_address(value))
+
+
+FORGED = [
+    (["mec-02", "mec-03"], ["mec-02"], [], "2 CNs"),  # two CNs: admitted as neither
+    (["mec-02", "mec-02"], ["mec-02"], [], "2 CNs"),  # even the same name twice
+    ([], ["mec-02"], [], "0 CNs"),
+    (["mec-02\x00mec-03"], ["mec-02"], [], "not a system id"),  # a NUL byte inside the CN
+    (["mec-02 "], ["mec-02"], [], "not a system id"),  # trailing blank
+    (["mec-02\n"], ["mec-02"], [], "not a system id"),  # control character
+    (["mec/02"], [], [], "not a system id"),
+    (["mec-0\u0662"], [], [], "not a system id"),  # a non-ASCII digit
+    (["-mec-02"], [], [], "not a system id"),
+    (["mec-02"], ["mec-03"], [], "does not agree with CN 'mec-02'"),  # SAN names another
+    (["mec-02"], ["mec-02", "mec-03"], [], "does not agree"),
+    (["mec-02"], ["mec-02"], [_uri("spiffe://x/mec-03")], "UniformResourceIdentifier"),
+]
+
+
 @pytest.mark.parametrize(
-    ("names", "dns"),
-    [
-        (["mec-02", "mec-03"], ["mec-02"]),  # two CNs: admitted as neither
-        (["mec-02\x00mec-03"], ["mec-02"]),  # a NUL byte inside the CN
-        (["mec-02 "], ["mec-02"]),  # trailing blank
+    ("names", "dns", "others", "why"),
+    FORGED,
+    ids=[
+        "two-cns",
+        "same-cn-twice",
+        "no-cn",
+        "nul-byte",
+        "trailing-blank",
+        "newline",
+        "slash",
+        "non-ascii-digit",
+        "leading-dash",
+        "san-disagrees",
+        "second-san",
+        "uri-san",
     ],
-    ids=["two-cns", "nul-byte", "trailing-blank"],
 )
-async def test_ambiguous_certificate_names_are_not_an_identity(server, pki, tmp_path, names, dns):
-    forged = _forged(tmp_path / "pki", tmp_path / "forged", names, dns)
+async def test_ambiguous_certificate_names_are_not_an_identity(
+    server, pki, tmp_path, names, dns, others, why
+):
+    forged = _forged(tmp_path / "pki", tmp_path / "forged", names, dns, others)
     async with secure_channel(server, forged, "mec-01") as ch:
-        code = await _code(ch)
-    assert code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE), code
-    assert code != grpc.StatusCode.OK
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await _call(ch)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, err.value.details()
+    assert err.value.details().startswith("client certificate refused: ")
+    assert why in err.value.details()
+
+
+async def test_a_well_formed_forged_certificate_is_its_one_name(server, pki, tmp_path):
+    # The rule admits what the testbed CA issues: one CN, DNS SAN = CN, IPs.
+    good = _forged(tmp_path / "pki", tmp_path / "good", ["mec-02"], ["mec-02"], [_ip("127.0.0.1")])
+    async with secure_channel(server, good, "mec-01") as ch:
+        assert await _call(ch) == b"echo:x"
+    no_san = _forged(tmp_path / "pki", tmp_path / "nosan", ["mec-02"], [])
+    async with secure_channel(server, no_san, "mec-01") as ch:
+        assert await _call(ch) == b"echo:x"
