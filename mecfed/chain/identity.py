@@ -1,12 +1,15 @@
 """Is the node still serving the chain this client acts on?
 
 Checked on every (re)connect, before the connection counts as up: the chain
-id, the genesis block's hash and the code hash of every contract the caller
-expects. What was seen first is recorded in the journal, so a restarted
-process notices too. A node restarted without its state (a reset chain) has
-a new genesis (anvil stamps it with the start time) and no code at the
-contract's address; a mismatch makes the client refuse every request until
-a later connection matches again (:meth:`Identity.error`).
+id, the hashes of the genesis block and of block 1, and the code hash of
+every contract the caller expects. What was seen first is recorded in the
+journal, so a restarted process notices too. A node restarted without its
+state (a reset chain) has no code at the contract's address, and a new
+genesis and block 1 (anvil stamps blocks with the wall clock, in seconds:
+a genesis made in the same second can match, block 1 of a chain that was
+used cannot), even if the contract was deployed again at the same address.
+A mismatch makes the client refuse every request until a later connection
+matches again (:attr:`Identity.error`).
 """
 
 from __future__ import annotations
@@ -71,6 +74,15 @@ class Identity:
                 f"the chain was reset or replaced: chain id {chain_id}, genesis {genesis}; "
                 f"expected chain id {recorded[0]}, genesis {recorded[1]}"
             )
+        anchor = self._journal.anchor()
+        if int(await w3.eth.block_number) >= 1:
+            first = HexBytes((await w3.eth.get_block(1))["hash"]).to_0x_hex()
+            if anchor is None:
+                self._journal.record_anchor(first)
+            elif first != anchor:
+                return f"the chain was reset or replaced: block 1 is {first}, expected {anchor}"
+        elif anchor is not None:
+            return "the chain was reset: it has no block 1 any more"
         for address, expected in self._codes.items():
             code = bytes(await w3.eth.get_code(address))
             if not code:

@@ -43,7 +43,8 @@ _MIGRATIONS = [
     CREATE TABLE chain_identity (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         chain_id INTEGER NOT NULL,
-        genesis TEXT NOT NULL
+        genesis TEXT NOT NULL,
+        anchor TEXT
     );
     CREATE TABLE chain_code (
         address TEXT PRIMARY KEY,
@@ -122,6 +123,16 @@ class Journal:
         row = self.db.query_one("SELECT chain_id, genesis FROM chain_identity WHERE id = 1")
         return (int(row["chain_id"]), str(row["genesis"])) if row else None
 
+    def anchor(self) -> str | None:
+        """The hash of block 1 as first seen (None: not yet recorded)."""
+        row = self.db.query_one("SELECT anchor FROM chain_identity WHERE id = 1")
+        return str(row["anchor"]) if row and row["anchor"] else None
+
+    def record_anchor(self, block_hash: str) -> None:
+        self.db.execute(
+            "UPDATE chain_identity SET anchor = ? WHERE id = 1 AND anchor IS NULL", (block_hash,)
+        )
+
     def record_identity(self, chain_id: int, genesis: str) -> None:
         self.db.execute(
             "INSERT OR IGNORE INTO chain_identity (id, chain_id, genesis) VALUES (1, ?, ?)",
@@ -195,6 +206,14 @@ class Journal:
         rows = self.db.query(
             "SELECT * FROM chain_tx WHERE account = ? AND nonce = ? ORDER BY sent_at",
             (account, nonce),
+        )
+        return [_entry(r) for r in rows]
+
+    def mined_from(self, account: str, nonce: int) -> list[Entry]:
+        """``account``'s transactions journalled as mined at ``nonce`` or above."""
+        rows = self.db.query(
+            "SELECT * FROM chain_tx WHERE account = ? AND state = ? AND nonce >= ? ORDER BY nonce",
+            (account, MINED, nonce),
         )
         return [_entry(r) for r in rows]
 

@@ -15,7 +15,9 @@ pending transaction on start, after every reconnect and periodically:
   sent again, replaced by a 0-value transfer to itself at the same nonce
   with higher fees, so it never executes later;
 * a nonce between the node's pending count and the account's next one that
-  no journalled transaction holds gets such a no-op too.
+  no journalled transaction holds gets such a no-op too;
+* one journalled as mined whose block is gone (a reorg, or a node that lost
+  its last second of blocks in a crash) is pending again.
 
 :meth:`Reconciler.health` reports a wedged account: a transaction pending
 for longer than ``wedged_after`` while none of the account's was mined.
@@ -79,6 +81,17 @@ class Reconciler:
             if self._mined_count is None or mined > self._mined_count:
                 txs.last_progress = time.time()
             self._mined_count = mined
+            for entry in journal.mined_from(account, mined):
+                # Its block is gone (a reorg, or a node that lost its last
+                # blocks in a crash): pending again, so sent again or replaced.
+                if await txs._receipt(entry.tx_hash) is None:
+                    log.warning(
+                        "%s: transaction %s (nonce %d) is no longer mined (reorg or node rollback)",
+                        entry.purpose,
+                        entry.tx_hash,
+                        entry.nonce,
+                    )
+                    journal.mark(entry.tx_hash, PENDING, note="un-mined by a reorg or rollback")
             held: set[int] = set()
             for entry in journal.pending(account):
                 receipt = await txs._receipt(entry.tx_hash)
