@@ -79,7 +79,10 @@ class ChainClient:
     seen" (recorded in the journal). ``confirmations``: the default depth of
     log streams (0: instant finality such as QBFT; >= 1 for Clique).
     ``wedged_after``: seconds a transaction may stay pending while none is
-    mined before :meth:`health` reports the client wedged.
+    mined before :meth:`health` reports the client wedged. ``removals``: the
+    default of log streams for reorged logs: delivered as ``Event.removed``
+    (consumers must undo them), or (False, the default, for consumers that
+    do not look at ``removed``) forgotten and logged.
     """
 
     # Estimated gas x margin (+ 10k) is a transaction's gas limit (read when
@@ -99,6 +102,7 @@ class ChainClient:
         expect_code: Mapping[str, str | None] | None = None,
         confirmations: int = 0,
         wedged_after: float = 60.0,
+        removals: bool = False,
     ) -> None:
         self.w3 = w3
         self.journal = Journal(db)
@@ -109,6 +113,7 @@ class ChainClient:
         self.address: ChecksumAddress = account.address
         self.chain_id = chain_id
         self.confirmations = confirmations
+        self.removals = removals
         self._codecs = Codecs(w3)
         self._transactions = Transactions(
             self._connection,
@@ -138,6 +143,7 @@ class ChainClient:
         expect_code: Mapping[str, str | None] | None = None,
         confirmations: int = 0,
         wedged_after: float = 60.0,
+        removals: bool = False,
     ) -> ChainClient:
         """Connects, checks the chain's identity and reconciles the journal
         (a previous run's pending transactions) before returning. A chain
@@ -159,6 +165,7 @@ class ChainClient:
                 expect_code=expect_code,
                 confirmations=confirmations,
                 wedged_after=wedged_after,
+                removals=removals,
             )
             await client._connection.start()
             await client._start_reconciling()
@@ -362,6 +369,7 @@ class ChainClient:
         *,
         confirmations: int | None = None,
         name: str | None = None,
+        removals: bool | None = None,
     ) -> LogStream:
         """Logs of ``address`` matching ``topics`` (filtered on the node;
         ``None`` entries are wildcards) from ``from_block`` (``None``: from
@@ -370,7 +378,8 @@ class ChainClient:
         removals. ``confirmations``: blocks on top before a log is delivered
         (None: the client's default). ``name``: a durable cursor in the
         journal; a stream of that name resumes after the last event its
-        consumer took, whatever ``from_block`` says."""
+        consumer took, whatever ``from_block`` says. ``removals``: deliver
+        reorged logs as ``Event.removed`` (None: the client's default)."""
         decoder = self._codecs.of(abi).events
         assert decoder is not None
         return self._connection.log_stream(
@@ -380,6 +389,7 @@ class ChainClient:
             confirmations=self.confirmations if confirmations is None else confirmations,
             name=name,
             journal=self.journal,
+            removals=self.removals if removals is None else removals,
         )
 
     # -- transactions ---------------------------------------------------------

@@ -212,6 +212,7 @@ class Connection:
         confirmations: int = 0,
         name: str | None = None,
         journal: Journal | None = None,
+        removals: bool = True,
     ) -> LogStream:
         """A new log stream (subscribing at once)."""
         if self._closing:
@@ -224,6 +225,7 @@ class Connection:
             confirmations=confirmations,
             name=name,
             journal=journal,
+            removals=removals,
         )
         self._streams.add(stream)
         return stream

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 from hexbytes import HexBytes
 from web3.exceptions import Web3Exception, Web3RPCError
 
-from mecfed.chain.journal import DROPPED, MINED, PENDING, REPLACED, Entry
+from mecfed.chain.journal import DROPPED, KEEP_FINISHED_S, MINED, PENDING, REPLACED, Entry
 from mecfed.errors import MecfedError, Unavailable
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 NOOP_GAS = 21_000
 FEE_BUMP = 1.25  # a replacement must outbid the original (geth/Besu: >= +10%)
 WARN_EVERY_S = 30.0
+PRUNE_EVERY_S = 600.0
+KEEP_IN_MEMORY_S = 600.0  # finished rows of a journal without a database
 
 
 class Reconciler:
@@ -65,6 +67,7 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._mined_count: int | None = None
         self._warned = 0.0
+        self._pruned = time.monotonic()
         self.runs = 0  # completed reconciliations, for tests
         txs.repair = self.repair
 
@@ -252,6 +255,10 @@ class Reconciler:
                     await self.reconcile()
                 except (MecfedError, Web3Exception) as exc:
                     log.debug("reconciling the journal of %s: %r", txs.address, exc)
+            if time.monotonic() - self._pruned > PRUNE_EVERY_S:
+                self._pruned = time.monotonic()
+                keep = KEEP_FINISHED_S if txs.journal.durable else KEEP_IN_MEMORY_S
+                txs.journal.prune(keep)
             reason = self.health()
             if reason is not None and time.monotonic() - self._warned > WARN_EVERY_S:
                 self._warned = time.monotonic()

@@ -31,6 +31,9 @@ log is delivered only once d blocks are on top of its block, fetched with
 ``eth_getLogs`` as heads arrive (the node's canonical chain at that moment);
 0 (QBFT and other instant-finality networks) delivers as the node pushes.
 
+Consumers that cannot undo (``removals=False``) get no removals: a
+replaced log is forgotten (its replacement is delivered) and logged.
+
 A named stream with a journal keeps a durable cursor: the last log its
 consumer took (it asked for the next one, so it handled this one); after a
 restart the stream resumes right after it.
@@ -166,6 +169,7 @@ class LogStream:
         confirmations: int = 0,
         name: str | None = None,
         journal: Journal | None = None,
+        removals: bool = True,
     ) -> None:
         if confirmations < 0 or confirmations > DEDUP_BLOCKS:
             raise ValueError(f"confirmations must be within 0..{DEDUP_BLOCKS}")
@@ -173,6 +177,7 @@ class LogStream:
         self.query = dict(query)
         self._decoder = decoder
         self.confirmations = confirmations
+        self.removals = removals  # False: reorged logs are forgotten, not delivered
         self.name = name
         self._journal = journal if name is not None else None
         after = self._journal.cursor(name) if self._journal is not None and name else None
@@ -361,10 +366,19 @@ class LogStream:
 
     def _emit(self, raw: Mapping[str, Any], removed: bool = False) -> None:
         event = self._decoder(raw)
-        if event is not None:
-            if removed:
-                event = dataclasses.replace(event, removed=True)
-            self._out.put_nowait(event)
+        if event is None:
+            return
+        if removed:
+            event = dataclasses.replace(event, removed=True)
+            if not self.removals:
+                log.warning(
+                    "reorg: %s log of block %d (tx %s) removed; not delivered (removals off)",
+                    event.name,
+                    event.block_number,
+                    event.tx_hash,
+                )
+                return
+        self._out.put_nowait(event)
 
     async def _drop_subscription(self) -> None:
         sub, self._sub = self._sub, None

@@ -45,7 +45,9 @@ async def test_rollback_delivers_the_removal_depth_0(chain: ChainClient, bumper:
     """anvil_rollback drops the last block and pushes nothing; the next head
     at the same height (another hash) reveals it: the stream delivers the
     removal of the dropped block's log, and later logs as usual."""
-    got = Collector(chain.logs(bumper.address, None, None, bumper.abi, confirmations=0))
+    got = Collector(
+        chain.logs(bumper.address, None, None, bumper.abi, confirmations=0, removals=True)
+    )
     try:
         await got.stream.wait_live()
         for tag in (1, 2):
@@ -65,11 +67,32 @@ async def test_rollback_delivers_the_removal_depth_0(chain: ChainClient, bumper:
         await got.close()
 
 
+async def test_removals_off_forgets_the_replaced_log(chain: ChainClient, bumper: Any) -> None:
+    """The client's default (for consumers that do not look at
+    ``removed``): no removal is delivered, the replacing log is."""
+    got = Collector(chain.logs(bumper.address, None, None, bumper.abi))
+    try:
+        await got.stream.wait_live()
+        await chain.transact(bumper.functions.bump(1))
+        assert await got.tags(1) == [1]
+        await rpc(chain, "anvil_rollback", 1)
+        await chain.resync_nonce()
+        await chain.transact(bumper.functions.bump(2))  # at the same position
+        (event,) = await got.take(1)
+        assert event.args["tag"] == 2 and not event.removed
+        await asyncio.sleep(0.2)
+        assert got.queue.empty()
+    finally:
+        await got.close()
+
+
 async def test_depth_1_holds_logs_until_confirmed(chain: ChainClient, bumper: Any) -> None:
     """With one confirmation a log is delivered once a block is on top of
     its block; one whose block is reorged out before that is never
     delivered (so there is nothing to undo)."""
-    got = Collector(chain.logs(bumper.address, None, None, bumper.abi, confirmations=1))
+    got = Collector(
+        chain.logs(bumper.address, None, None, bumper.abi, confirmations=1, removals=True)
+    )
     try:
         await got.stream.wait_live()
         await chain.transact(bumper.functions.bump(1))
@@ -95,7 +118,9 @@ async def test_depth_1_holds_logs_until_confirmed(chain: ChainClient, bumper: An
 async def test_depth_1_removal_of_a_deeper_reorg(chain: ChainClient, bumper: Any) -> None:
     """A reorg deeper than the confirmation depth: the confirmed log is
     delivered as removed."""
-    got = Collector(chain.logs(bumper.address, None, None, bumper.abi, confirmations=1))
+    got = Collector(
+        chain.logs(bumper.address, None, None, bumper.abi, confirmations=1, removals=True)
+    )
     try:
         await got.stream.wait_live()
         await chain.transact(bumper.functions.bump(7))

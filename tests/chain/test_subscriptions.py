@@ -239,7 +239,9 @@ async def test_reorg_delivers_the_new_canonical_logs(anvil: Anvil, counter: Any)
     (same block number and log index, another block hash): the replaced
     logs are delivered as removals (newest first), then the new ones, and
     a replay after a reconnect does not repeat them."""
-    async with await ChainClient.connect(anvil.ws_url, anvil.dev_accounts[4]) as client:
+    async with await ChainClient.connect(
+        anvil.ws_url, anvil.dev_accounts[4], removals=True
+    ) as client:
         mine = client.contract(counter.address, counter.abi)
         stream = client.logs(counter.address, None, None, counter.abi)
         got = Collector(stream)

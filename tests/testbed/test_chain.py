@@ -21,7 +21,7 @@ from mecfed.testbed.chain import (
     stop_node,
 )
 from mecfed.testbed.plan import Params, Underlay, make_plan
-from mecfed.testbed.state import StateFile
+from mecfed.testbed.state import UP, StateFile
 from mecfed.testbed.supervisor import Supervisor
 
 TESTBED = "mfapp-chain"
@@ -107,7 +107,7 @@ async def test_node_restart_keeps_the_chain_and_reset_drops_it(tmp_path: Path) -
         prefix=testbed.prefix,
         subnet="127.0.0.0/16",
         gateway="127.0.0.1",
-        status="UP",
+        status=UP,
         params=params.as_dict(),
     )
     files = StateFile(testbed.state_path)
