@@ -431,11 +431,16 @@ class Connection:
             if fork is not None:
                 self.reorgs += 1
                 log.warning("chain reorg at %s: blocks from %d replaced", self.url, fork)
-                for stream in list(self._streams):
-                    stream.reorged(fork)
+            self._announce(fork, head)
+
+    def _announce(self, fork: int | None, head: Head | None) -> None:
+        # A function of its own: no loop variable of the long-lived follower
+        # keeps a (closed) stream alive.
+        for stream in list(self._streams):
+            if fork is not None:
+                stream.reorged(fork)
             if head is not None:
-                for stream in list(self._streams):
-                    stream.new_head(head.number)
+                stream.new_head(head.number)
 
     def _on_head(self, block: Mapping[str, Any]) -> None:
         head = Head.of(block)

@@ -97,6 +97,9 @@ class Reconciler:
                     journal.mark(entry.tx_hash, PENDING, note="un-mined by a reorg or rollback")
             held: set[int] = set()
             for entry in journal.pending(account):
+                if entry.tx_hash in txs.waiting:
+                    held.add(entry.nonce)  # its waiter looks after it
+                    continue
                 receipt = await txs._receipt(entry.tx_hash)
                 if receipt is not None:
                     journal.mark(entry.tx_hash, MINED, block_number=int(receipt["blockNumber"]))
@@ -250,7 +253,8 @@ class Reconciler:
             if connection.closing or not connection.connected or connection.refused:
                 continue
             pending = txs.journal.pending(txs.address)
-            if woken or any(time.time() - e.sent_at > self.settle for e in pending):
+            orphans = [e for e in pending if e.tx_hash not in txs.waiting]
+            if woken or any(time.time() - e.sent_at > self.settle for e in orphans):
                 try:
                     await self.reconcile()
                 except (MecfedError, Web3Exception) as exc:

@@ -87,6 +87,7 @@ class Transactions:
         self._nonce_lock = asyncio.Lock()
         self._tip_supported = True
         self.last_progress = time.time()  # when one of ours was last seen mined
+        self.waiting: set[str] = set()  # hashes a receipt wait looks after
 
     async def resync_nonce(self) -> None:
         """Forgets the next nonce: the next send reads the account's pending
@@ -319,6 +320,18 @@ class Transactions:
         self, pending: Pending, timeout: float | None = None
     ) -> tuple[Receipt, Mapping[str, Any]]:
         """The receipt of ``pending``; raises its decoded revert if it failed
+        and NotMined if not mined within ``timeout``. While it waits, the
+        reconciler leaves ``pending`` to it."""
+        self.waiting.add(pending.tx_hash)
+        try:
+            return await self._wait_once(pending, timeout)
+        finally:
+            self.waiting.discard(pending.tx_hash)
+
+    async def _wait_once(
+        self, pending: Pending, timeout: float | None = None
+    ) -> tuple[Receipt, Mapping[str, Any]]:
+        """The receipt of ``pending``; raises its decoded revert if it failed
         and DeadlineExceeded if not mined within ``timeout``."""
         timeout = self.receipt_timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
@@ -377,13 +390,13 @@ class Transactions:
         """Sends ``pending`` again if the node no longer has it (dropped from
         its pool): the same signed bytes, so it can only execute once; once
         past its ``valid_until``, replaced by a no-op instead."""
-        if await self._node_knows(pending.tx_hash) is not False:
-            return
-        if await self._receipt(pending.tx_hash) is not None:
-            return  # mined meanwhile
         entry = self.journal.get(pending.tx_hash)
         if entry is None or self.repair is None:
             return
+        if not entry.stale() and await self._node_knows(pending.tx_hash) is not False:
+            return
+        if await self._receipt(pending.tx_hash) is not None:
+            return  # mined meanwhile
         async with self._nonce_lock:
             await self.repair(entry)
         self._check_journal(pending)

@@ -383,3 +383,16 @@ async def test_health_reports_a_wedged_client(node: Node, counter_artifact: dict
     finally:
         await rpc(client, "evm_setAutomine", True)
         await client.close()
+
+
+async def test_health_reports_a_node_that_is_down(node: Node) -> None:
+    client = await _connect(node)
+    try:
+        assert client.health() is None
+        await node.stop()
+        await _until(lambda: client.health() is not None)
+        assert "not connected" in (client.health() or "")
+        await node.start()
+        await _until(lambda: client.health() is None)
+    finally:
+        await client.close()
