@@ -420,6 +420,8 @@ class Connection:
         passes each head on to the log streams that confirm."""
         while True:
             head = await self._follow_queue.get()
+            if self.refused is not None:
+                continue  # heads of another chain say nothing about ours
             fork = None
             try:
                 if head is None:
