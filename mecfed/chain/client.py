@@ -82,7 +82,10 @@ class ChainClient:
     mined before :meth:`health` reports the client wedged. ``removals``: the
     default of log streams for reorged logs: delivered as ``Event.removed``
     (consumers must undo them), or (False, the default, for consumers that
-    do not look at ``removed``) forgotten and logged.
+    do not look at ``removed``) forgotten and logged. ``valid_for``:
+    contract function name -> seconds after sending that a call of it stays
+    wanted, the default ``valid_until`` of ``transact`` (e.g. ``{"announce":
+    120}``: an announcement not mined within 2 minutes is replaced by a no-op).
     """
 
     # Estimated gas x margin (+ 10k) is a transaction's gas limit (read when
@@ -103,6 +106,7 @@ class ChainClient:
         confirmations: int = 0,
         wedged_after: float = 60.0,
         removals: bool = False,
+        valid_for: Mapping[str, float] | None = None,
     ) -> None:
         self.w3 = w3
         self.journal = Journal(db)
@@ -124,6 +128,7 @@ class ChainClient:
             receipt_timeout=receipt_timeout,
             gas_margin=self.gas_margin,
             journal=self.journal,
+            valid_for=valid_for,
         )
         self.reconciler = Reconciler(self._transactions, wedged_after=wedged_after)
         self._connection.on_connect(self.reconciler.wake)
@@ -144,6 +149,7 @@ class ChainClient:
         confirmations: int = 0,
         wedged_after: float = 60.0,
         removals: bool = False,
+        valid_for: Mapping[str, float] | None = None,
     ) -> ChainClient:
         """Connects, checks the chain's identity and reconciles the journal
         (a previous run's pending transactions) before returning. A chain
@@ -166,6 +172,7 @@ class ChainClient:
                 confirmations=confirmations,
                 wedged_after=wedged_after,
                 removals=removals,
+                valid_for=valid_for,
             )
             await client._connection.start()
             await client._start_reconciling()

@@ -71,9 +71,13 @@ class Transactions:
         receipt_timeout: float = 60.0,
         gas_margin: float = 1.25,
         journal: Journal | None = None,
+        valid_for: Mapping[str, float] | None = None,
     ) -> None:
         self.w3 = connection.w3
         self.journal = journal if journal is not None else Journal()
+        # Function name -> seconds after sending that a call of it stays
+        # wanted (its valid_until when the caller gives none).
+        self.valid_for = dict(valid_for or {})
         self.account = account
         self.address: ChecksumAddress = account.address
         self.chain_id = chain_id
@@ -116,6 +120,8 @@ class Transactions:
         """
         codec = self._codecs.of(fn.contract_abi)
         context = purpose or f"{fn.fn_name}()"
+        if valid_until is None and fn.fn_name in self.valid_for:
+            valid_until = time.time() + self.valid_for[fn.fn_name]
         call: dict[str, Any] = {"from": self.address, "value": value}
         if gas is None:
             gas = await self._estimate(lambda: fn.estimate_gas(call), codec, context)

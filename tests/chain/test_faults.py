@@ -253,19 +253,20 @@ async def test_missing_contract_code_is_refused(node: Node) -> None:
 # -- stale, lost and maybe-sent transactions ------------------------------------
 
 
+@pytest.mark.parametrize("by", ["valid_until", "valid_for"])
 async def test_stale_transaction_in_the_pool_is_replaced_by_a_noop(
-    node: Node, counter_artifact: dict[str, Any]
+    node: Node, counter_artifact: dict[str, Any], by: str
 ) -> None:
-    """Not mined before its valid_until (e.g. an announcement whose bidding
-    window passed): replaced at its nonce by a 0-value self-transfer with
-    higher fees, so it never executes; a waiter is told so."""
-    client = await _connect(node)
+    """Not mined before its valid_until (given, or the client's valid_for of
+    the function: e.g. an announcement whose bidding window passed):
+    replaced at its nonce by a 0-value self-transfer with higher fees, so it
+    never executes; a waiter is told so."""
+    client = await _connect(node, valid_for={"bump": 0.5} if by == "valid_for" else None)
     try:
         counter = await _deploy(client, counter_artifact)
         await rpc(client, "evm_setAutomine", False)
-        stale = await _not_mined(
-            client, counter.functions.bump(1), purpose="announce x", valid_until=time.time() + 0.5
-        )
+        until = {"valid_until": time.time() + 0.5} if by == "valid_until" else {}
+        stale = await _not_mined(client, counter.functions.bump(1), purpose="announce x", **until)
         await asyncio.sleep(0.6)
         await client.reconciler.reconcile()
         entry = client.journal.get(stale.tx_hash)
