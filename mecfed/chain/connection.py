@@ -13,7 +13,14 @@ subscription over it:
 * a request waits for the connection, and an idempotent one is retried once
   across a reconnect (:meth:`Connection.request`);
 * the streams are registered here, so that heads reach them, a lost
-  connection is announced to them and closing the connection ends them.
+  connection is announced to them and closing the connection ends them;
+* on every (re)connect the node's chain is checked against the expected
+  :class:`~mecfed.chain.identity.Identity` before the connection counts as
+  up; on a mismatch every request is refused (FailedPrecondition) until a
+  later connection matches;
+* heads are followed for reorgs (:class:`~mecfed.chain.reorgs.Canonical`):
+  a head that replaces blocks is announced to every log stream, which
+  delivers removals for what it delivered from the replaced blocks.
 """
 
 from __future__ import annotations
@@ -25,19 +32,24 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
+from hexbytes import HexBytes
 from web3 import AsyncWeb3
-from web3.exceptions import TimeExhausted, Web3RPCError, Web3ValidationError
+from web3.exceptions import BlockNotFound, TimeExhausted, Web3RPCError, Web3ValidationError
 
 from mecfed.chain.events import EventDecoder, Head
-from mecfed.chain.provider import TRANSPORT_ERRORS, MultiplexProvider
+from mecfed.chain.identity import Identity
+from mecfed.chain.journal import Journal
+from mecfed.chain.provider import TRANSIENT_ERRORS, TRANSPORT_ERRORS, MultiplexProvider
+from mecfed.chain.reorgs import Canonical
 from mecfed.chain.subscriptions import Backoff, HeadsSub, HeadStream, LogStream
-from mecfed.errors import InvalidArgument, Unavailable
+from mecfed.errors import FailedPrecondition, InvalidArgument, MecfedError, Unavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 CLOSE_TIMEOUT_S = 5.0
+_FOLLOW_ERRORS: tuple[type[BaseException], ...] = (MecfedError, *TRANSIENT_ERRORS)
 UNSUBSCRIBE_TIMEOUT_S = 2.0
 
 
@@ -84,8 +96,15 @@ class Connection:
     """The supervised connection of ``w3`` (opened by :func:`open_web3`).
     :meth:`start` it, end it with :meth:`close`."""
 
-    def __init__(self, w3: AsyncWeb3[Any], *, request_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        w3: AsyncWeb3[Any],
+        *,
+        request_timeout: float = 30.0,
+        identity: Identity | None = None,
+    ) -> None:
         self.w3 = w3
+        self.identity = identity
         self._provider = cast(MultiplexProvider, w3.provider)
         self.url = str(self._provider.endpoint_uri)
         self.request_timeout = request_timeout
@@ -100,11 +119,17 @@ class Connection:
         self._streams: set[LogStream] = set()
         self._head_streams: set[HeadStream] = set()
         self._supervisor: asyncio.Task[None] | None = None
+        self._on_connect: list[Callable[[int], None]] = []
+        self._canonical = Canonical()
+        self._follow_queue: asyncio.Queue[Head | None] = asyncio.Queue()
+        self._follower: asyncio.Task[None] | None = None
+        self.reorgs = 0  # reorgs noticed in the heads
 
     async def start(self) -> None:
         """Starts the supervisor and waits (``request_timeout``) until the
         connection is up."""
         self._supervisor = asyncio.create_task(self._supervise(), name=f"chain {self.url}")
+        self._follower = asyncio.create_task(self._follow(), name=f"chain heads {self.url}")
         await self.wait_connected(self.request_timeout)
 
     async def close(self) -> None:
@@ -117,9 +142,11 @@ class Connection:
         closing: list[Awaitable[None]] = [s.close() for s in self._streams]
         closing += [s.close() for s in self._head_streams]
         await asyncio.gather(*closing, return_exceptions=True)
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.wait({self._supervisor}, timeout=CLOSE_TIMEOUT_S)
+        tasks = {t for t in (self._supervisor, self._follower) if t is not None}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._provider.disconnect(), CLOSE_TIMEOUT_S)
         self._connected.clear()
@@ -151,6 +178,16 @@ class Connection:
         """The latest head the node pushed (a block), None before the first."""
         return self._latest
 
+    @property
+    def refused(self) -> str | None:
+        """Why requests are refused (the chain's identity does not match),
+        None when they are not."""
+        return self.identity.error if self.identity is not None else None
+
+    def on_connect(self, listener: Callable[[int], None]) -> None:
+        """Calls ``listener(generation)`` whenever a connection is up."""
+        self._on_connect.append(listener)
+
     def next_head(self) -> asyncio.Event:
         """An event set when the next head arrives: take it before checking
         what the head may change, then wait on it."""
@@ -167,12 +204,29 @@ class Connection:
         return stream
 
     def log_stream(
-        self, query: Mapping[str, Any], from_block: int | None, decoder: EventDecoder
+        self,
+        query: Mapping[str, Any],
+        from_block: int | None,
+        decoder: EventDecoder,
+        *,
+        confirmations: int = 0,
+        name: str | None = None,
+        journal: Journal | None = None,
+        removals: bool = True,
     ) -> LogStream:
         """A new log stream (subscribing at once)."""
         if self._closing:
             raise Unavailable("chain client closed")
-        stream = LogStream(self, query, from_block, decoder)
+        stream = LogStream(
+            self,
+            query,
+            from_block,
+            decoder,
+            confirmations=confirmations,
+            name=name,
+            journal=journal,
+            removals=removals,
+        )
         self._streams.add(stream)
         return stream
 
@@ -193,6 +247,8 @@ class Connection:
         else raise Unavailable; node errors (web3 exceptions) pass through."""
         for attempt in (0, 1):
             generation = await self.wait_connected(self.request_timeout)
+            if (refused := self.refused) is not None:
+                raise FailedPrecondition(f"{what}: refused: {refused}")
             try:
                 return await make()
             except TimeExhausted as exc:
@@ -212,6 +268,16 @@ class Connection:
         except Web3RPCError as exc:
             raise Unavailable(f"eth_getLogs {start}..{end} refused: {exc}") from exc
         return sorted(logs, key=lambda r: (int(r["blockNumber"]), int(r["logIndex"])))
+
+    async def block_hash(self, number: int) -> str | None:
+        """The hash of canonical block ``number`` (None: no such block yet)."""
+        try:
+            block = await self.request(
+                lambda: self.w3.eth.get_block(number), "eth_getBlockByNumber"
+            )
+        except (BlockNotFound, Web3RPCError):
+            return None
+        return HexBytes(block["hash"]).to_0x_hex()
 
     async def wait_connected(self, timeout: float | None) -> int:
         """The current connection's generation, once connected."""
@@ -307,11 +373,17 @@ class Connection:
             dispatcher = asyncio.create_task(self._dispatch(), name=f"chain dispatch {self.url}")
             reason = "connection closed"
             try:
+                if self.identity is not None:
+                    await asyncio.wait_for(self.identity.check(self.w3), self.request_timeout)
                 await self.subscribe(HeadsSub(self._on_head, generation), connecting=True)
                 failures = 0
                 backoff.reset()
                 self._connected.set()
                 self._state.fire()
+                if generation > 1:
+                    self._follow_queue.put_nowait(None)  # heads were missed: verify
+                for listener in self._on_connect:
+                    listener(generation)
                 await dispatcher  # until the connection ends
             except asyncio.CancelledError:
                 raise
@@ -343,9 +415,39 @@ class Connection:
             except Exception:
                 log.exception("subscription %s: notification not handled", sub)
 
+    async def _follow(self) -> None:
+        """Follows the heads for reorgs (see :mod:`mecfed.chain.reorgs`) and
+        passes each head on to the log streams that confirm."""
+        while True:
+            head = await self._follow_queue.get()
+            if self.refused is not None:
+                continue  # heads of another chain say nothing about ours
+            fork = None
+            try:
+                if head is None:
+                    fork = await self._canonical.verify(self.block_hash)
+                else:
+                    fork = await self._canonical.advance(head, self.block_hash)
+            except _FOLLOW_ERRORS as exc:
+                log.debug("following heads: %r", exc)
+            if fork is not None:
+                self.reorgs += 1
+                log.warning("chain reorg at %s: blocks from %d replaced", self.url, fork)
+            self._announce(fork, head)
+
+    def _announce(self, fork: int | None, head: Head | None) -> None:
+        # A function of its own: no loop variable of the long-lived follower
+        # keeps a (closed) stream alive.
+        for stream in list(self._streams):
+            if fork is not None:
+                stream.reorged(fork)
+            if head is not None:
+                stream.new_head(head.number)
+
     def _on_head(self, block: Mapping[str, Any]) -> None:
         head = Head.of(block)
         self._latest = block
+        self._follow_queue.put_nowait(head)
         self._heads.fire()
         for stream in list(self._head_streams):
             stream.push(head)

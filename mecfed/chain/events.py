@@ -28,7 +28,9 @@ TopicFilter = Sequence[str | bytes | Sequence[str | bytes] | None]
 
 @dataclass(frozen=True)
 class Event:
-    """A decoded contract log."""
+    """A decoded contract log. ``removed``: the log was delivered before and
+    its block is no longer part of the chain (a reorg): undo what it caused.
+    ``(block_hash, log_index)`` identifies a log."""
 
     name: str
     args: Mapping[str, Any]
@@ -36,19 +38,29 @@ class Event:
     block_number: int
     log_index: int
     tx_hash: str
+    block_hash: str = ""
+    removed: bool = False
 
 
 @dataclass(frozen=True)
 class Head:
-    """A block header: its number, timestamp (seconds) and hash (0x-hex)."""
+    """A block header: its number, timestamp (seconds), hash and its
+    parent's hash (0x-hex)."""
 
     number: int
     timestamp: int
     hash: str
+    parent_hash: str = ""
 
     @classmethod
     def of(cls, block: Mapping[str, Any]) -> Head:
-        return cls(int(block["number"]), int(block["timestamp"]), _hex(block["hash"]))
+        parent = block.get("parentHash")
+        return cls(
+            int(block["number"]),
+            int(block["timestamp"]),
+            _hex(block["hash"]),
+            _hex(parent) if parent is not None else "",
+        )
 
 
 class EventDecoder:
@@ -91,6 +103,8 @@ class EventDecoder:
             block_number=int(data["blockNumber"]),
             log_index=int(data["logIndex"]),
             tx_hash=_hex(data["transactionHash"]),
+            block_hash=_hex(data["blockHash"]),
+            removed=bool(raw.get("removed")),
         )
 
 

@@ -15,17 +15,34 @@ Log streams never miss or repeat an event across reconnects:
 A delivered log is remembered by ``(blockNumber, logIndex)`` with its block
 hash: the overlap of back-fill and live logs, and of a replay, is dropped,
 while a log at the same position in a *different* block (a reorg replaced
-the block) is delivered. ``removed: true`` logs are dropped. When the
-connection drops it is reopened with backoff and every live stream
-subscribes again on the new connection and replays from its last delivered
-block (a few blocks earlier, for reorgs that happened meanwhile), so logs
-emitted while disconnected are delivered exactly once. Heads are wake-ups:
-heads missed while disconnected are not replayed.
+the block) is delivered. When the connection drops it is reopened with
+backoff and every live stream subscribes again on the new connection and
+replays from its last delivered block (a few blocks earlier, for reorgs that
+happened meanwhile), so logs emitted while disconnected are delivered
+exactly once. Heads are wake-ups: heads missed while disconnected are not
+replayed.
+
+Reorgs (:mod:`mecfed.chain.reorgs`): a delivered log whose block is
+replaced (``removed: true`` from the node, a reorg the connection noticed in
+the heads, or a new log that conflicts with what was delivered) is delivered
+again as a removal (``Event.removed``), newest first, before what replaced
+it. With ``confirmations`` = d > 0 (Clique: forks of a few blocks happen) a
+log is delivered only once d blocks are on top of its block, fetched with
+``eth_getLogs`` as heads arrive (the node's canonical chain at that moment);
+0 (QBFT and other instant-finality networks) delivers as the node pushes.
+
+Consumers that cannot undo (``removals=False``) get no removals: a
+replaced log is forgotten (its replacement is delivered) and logged.
+
+A named stream with a journal keeps a durable cursor: the last log its
+consumer took (it asked for the next one, so it handled this one); after a
+restart the stream resumes right after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import random
@@ -33,11 +50,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hexbytes import HexBytes
 from web3.utils.subscriptions import LogsSubscription, NewHeadsSubscription
 
 from mecfed.chain.events import Event, EventDecoder, Head
+from mecfed.chain.journal import Cursor, Journal
 from mecfed.chain.provider import TRANSIENT_ERRORS
+from mecfed.chain.reorgs import DEDUP_BLOCKS, Delivered
 from mecfed.errors import MecfedError, Unavailable
 
 if TYPE_CHECKING:
@@ -45,11 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Blocks before the last delivered one that a replay fetches again, so a
-# reorg while disconnected is caught up (QBFT is final: none there).
-REPLAY_OVERLAP_BLOCKS = 8
-# How far below the highest delivered block the dedup memory reaches.
-DEDUP_BLOCKS = 64
 GETLOGS_CHUNK = 5000  # Besu's default --rpc-max-logs-range
 _RETRYABLE: tuple[type[BaseException], ...] = (MecfedError, *TRANSIENT_ERRORS)
 
@@ -124,57 +137,27 @@ class _End:
 _END = _End()
 
 
-class Delivered:
-    """The logs a stream has delivered, by ``(blockNumber, logIndex)`` with
-    their block hash (see the module doc), and where to replay from."""
+@dataclass(frozen=True)
+class Reorg:
+    """Put in a stream's inbox: blocks from ``fork`` up were replaced."""
 
-    def __init__(self, from_block: int | None) -> None:
-        self.origin = from_block  # nothing before this block is delivered
-        self.cursor = from_block  # replay from here (inclusive)
-        self._seen: dict[tuple[int, int], bytes] = {}  # (block, index) -> block hash
-        self._top = -1  # highest block delivered
+    fork: int
 
-    def replay_start(self, head: int) -> int:
-        """The first block to fetch (again) when the node's head is ``head``;
-        a stream from the next block starts after it."""
-        if self.origin is None:
-            self.origin = self.cursor = head + 1
-        assert self.cursor is not None
-        return max(self.origin, self.cursor - REPLAY_OVERLAP_BLOCKS)
 
-    def caught_up(self, head: int) -> None:
-        """Everything up to block ``head`` is delivered."""
-        assert self.cursor is not None
-        self.cursor = max(self.cursor, head + 1)
+@dataclass(frozen=True)
+class NewHead:
+    """Put in a confirming stream's inbox: block ``number`` arrived."""
 
-    def admit(self, raw: Mapping[str, Any]) -> bool:
-        """Whether log ``raw`` is to be delivered (it is then remembered)."""
-        number, index = int(raw["blockNumber"]), int(raw["logIndex"])
-        block = bytes(HexBytes(raw["blockHash"]))
-        key = (number, index)
-        if raw.get("removed"):
-            if self._seen.get(key) == block:
-                del self._seen[key]  # reorged out; its replacement will be new
-            return False
-        if self._seen.get(key) == block or number < self._top - DEDUP_BLOCKS:
-            return False  # delivered already (back-fill/live overlap, replay)
-        if self.origin is not None and number < self.origin:
-            return False
-        self._seen[key] = block
-        if number > self._top:
-            self._top = number
-            floor = number - DEDUP_BLOCKS
-            if len(self._seen) > 4 * DEDUP_BLOCKS:
-                self._seen = {k: v for k, v in self._seen.items() if k[0] >= floor}
-        if self.cursor is None or number > self.cursor:
-            self.cursor = number
-        return True
+    number: int
 
 
 class LogStream:
     """Decoded logs matching a node-side filter, from ``from_block`` (None:
-    from the next block), surviving reconnects. ``async for event in
-    stream``; ``await stream.close()`` ends it (from any task)."""
+    from the next block), surviving reconnects and reorgs (see the module
+    doc). ``async for event in stream``; ``await stream.close()`` ends it
+    (from any task). ``confirmations``: blocks on top of a log's block
+    before it is delivered; ``name`` with ``journal``: a durable cursor
+    (resumes after the last log taken, whatever ``from_block`` says)."""
 
     def __init__(
         self,
@@ -182,12 +165,27 @@ class LogStream:
         query: Mapping[str, Any],
         from_block: int | None,
         decoder: EventDecoder,
+        *,
+        confirmations: int = 0,
+        name: str | None = None,
+        journal: Journal | None = None,
+        removals: bool = True,
     ) -> None:
+        if confirmations < 0 or confirmations > DEDUP_BLOCKS:
+            raise ValueError(f"confirmations must be within 0..{DEDUP_BLOCKS}")
         self._connection = connection
         self.query = dict(query)
         self._decoder = decoder
-        self._delivered = Delivered(from_block)
+        self.confirmations = confirmations
+        self.removals = removals  # False: reorged logs are forgotten, not delivered
+        self.name = name
+        self._journal = journal if name is not None else None
+        after = self._journal.cursor(name) if self._journal is not None and name else None
+        self._delivered = Delivered(from_block, after)
+        self._fetched: int | None = None  # confirming: fetched up to this block
+        self._taken: Event | None = None  # the last addition handed out
         self.connects = 0  # sessions that got live, for tests and metrics
+        self.reorgs = 0  # reorgs that reached this stream, for tests and metrics
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._out: asyncio.Queue[Event | _End | BaseException] = asyncio.Queue()
         self._live = asyncio.Event()
@@ -201,6 +199,7 @@ class LogStream:
         return self
 
     async def __anext__(self) -> Event:
+        self._commit()
         item = await self._out.get()
         if isinstance(item, _End):
             self._out.put_nowait(item)  # every later call ends too
@@ -208,7 +207,17 @@ class LogStream:
         if isinstance(item, BaseException):
             self._out.put_nowait(_END)
             raise item
+        if not item.removed:
+            self._taken = item
         return item
+
+    def _commit(self) -> None:
+        """The consumer asks for the next event: it handled the last one."""
+        taken, self._taken = self._taken, None
+        if taken is not None and self._journal is not None and self.name:
+            self._journal.save_cursor(
+                self.name, Cursor(taken.block_number, taken.log_index, taken.block_hash)
+            )
 
     async def wait_live(self, timeout: float = 10.0) -> None:
         """Waits until the stream is subscribed and caught up; events after
@@ -238,6 +247,15 @@ class LogStream:
         """Connection ``generation`` ended (called by the connection): the
         stream subscribes again on the next one and replays."""
         self._inbox.put_nowait(ConnectionLost(generation))
+
+    def reorged(self, fork: int) -> None:
+        """Blocks from ``fork`` up were replaced (called by the connection)."""
+        self._inbox.put_nowait(Reorg(fork))
+
+    def new_head(self, number: int) -> None:
+        """Block ``number`` arrived (called by the connection)."""
+        if self.confirmations:
+            self._inbox.put_nowait(NewHead(number))
 
     # -- the subscription -----------------------------------------------------
 
@@ -271,21 +289,19 @@ class LogStream:
     async def _session(self, generation: int) -> None:
         connection = self._connection
         self._sub = None  # one of an earlier connection is gone with it
-        sub = LogsSub(self.query, self._inbox.put_nowait, generation)
-        await connection.subscribe(sub)
-        self._sub = sub
-        if connection.generation != generation:
-            raise Unavailable("the connection changed while subscribing")
+        if not self.confirmations:  # confirming streams fetch on heads instead
+            sub = LogsSub(self.query, self._inbox.put_nowait, generation)
+            await connection.subscribe(sub)
+            self._sub = sub
+            if connection.generation != generation:
+                raise Unavailable("the connection changed while subscribing")
         # The head is read after subscribing: a log the subscription missed
         # (it came before the node knew of us) lies at or below it.
-        head = await connection.request(lambda: connection.w3.eth.block_number, "eth_blockNumber")
+        head = await self._head()
         start = self._delivered.replay_start(head)
-        while start <= head:
-            end = min(head, start + GETLOGS_CHUNK - 1)
-            for raw in await connection.raw_logs(self.query, start, end):
-                self._accept(raw)
-            start = end + 1
-        self._delivered.caught_up(head)
+        if self._fetched is not None:
+            start = min(start, self._fetched + 1)
+        await self._backfill(start, head - self.confirmations)
         self.connects += 1
         self._live.set()
         while True:
@@ -294,14 +310,75 @@ class LogStream:
                 if item.generation == generation:
                     return
                 continue  # of an earlier connection
-            self._accept(item)
+            if isinstance(item, Reorg):
+                self.reorgs += 1
+                await self._unwind(item.fork)
+                head = await self._head()
+                await self._backfill(item.fork, head - self.confirmations)
+            elif isinstance(item, NewHead):
+                assert self._fetched is not None
+                await self._backfill(self._fetched + 1, item.number - self.confirmations)
+            else:
+                await self._accept(item)
 
-    def _accept(self, raw: Mapping[str, Any]) -> None:
-        if not self._delivered.admit(raw):
+    async def _head(self) -> int:
+        connection = self._connection
+        return int(
+            await connection.request(lambda: connection.w3.eth.block_number, "eth_blockNumber")
+        )
+
+    async def _backfill(self, start: int, end: int) -> None:
+        """Delivers the logs of blocks ``start..end`` not delivered yet."""
+        start = max(start, self._delivered.origin or 0)
+        while start <= end:
+            chunk_end = min(end, start + GETLOGS_CHUNK - 1)
+            for raw in await self._connection.raw_logs(self.query, start, chunk_end):
+                await self._accept(raw)
+            start = chunk_end + 1
+        if end >= 0:
+            self._delivered.caught_up(end)
+        floor = (self._delivered.origin or 0) - 1
+        self._fetched = max(-1 if self._fetched is None else self._fetched, end, floor)
+
+    async def _accept(self, raw: Mapping[str, Any]) -> None:
+        if raw.get("removed"):
+            if self._delivered.delivered(raw):
+                self._delivered.admit(raw)  # forgets it
+                self._emit(raw, removed=True)
             return
+        if self._delivered.conflicts(raw):
+            # Its block replaced one delivered from, and maybe those below.
+            await self._unwind(int(raw["blockNumber"]) - DEDUP_BLOCKS)
+        if self._delivered.admit(raw):
+            self._emit(raw)
+
+    async def _unwind(self, fork: int) -> None:
+        """Delivers the removal of every delivered log from ``fork`` up
+        whose block is no longer canonical. Checked from the newest down to
+        the first canonical block: the blocks below it are its ancestors."""
+        canonical: dict[int, str | None] = {}
+        for height in reversed(self._delivered.heights(fork)):
+            canonical[height] = await self._connection.block_hash(height)
+            if canonical[height] == self._delivered.hash_at(height):
+                break
+        for raw in self._delivered.unwind(canonical):
+            self._emit(raw, removed=True)
+
+    def _emit(self, raw: Mapping[str, Any], removed: bool = False) -> None:
         event = self._decoder(raw)
-        if event is not None:
-            self._out.put_nowait(event)
+        if event is None:
+            return
+        if removed:
+            event = dataclasses.replace(event, removed=True)
+            if not self.removals:
+                log.warning(
+                    "reorg: %s log of block %d (tx %s) removed; not delivered (removals off)",
+                    event.name,
+                    event.block_number,
+                    event.tx_hash,
+                )
+                return
+        self._out.put_nowait(event)
 
     async def _drop_subscription(self) -> None:
         sub, self._sub = self._sub, None

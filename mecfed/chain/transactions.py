@@ -10,7 +10,12 @@ sending from one account and waiting for the outcome.
   account (:meth:`Transactions._submit`);
 * receipts awaited on new heads (with a bounded re-check); a transaction the
   node dropped is sent again, the same signed bytes;
-* a mined failure is explained by re-running the call at its block.
+* a mined failure is explained by re-running the call at its block;
+* every transaction is journalled (:mod:`mecfed.chain.journal`) before it
+  is sent, with its nonce, purpose and ``valid_until``; a receipt timeout
+  raises :class:`NotMined` ("maybe sent": it stays journalled as pending and
+  is reconciled in the background, :mod:`mecfed.chain.nonces`), never
+  assumed lost.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, cast
 
 from eth_account.signers.local import LocalAccount
@@ -37,47 +42,17 @@ from web3.types import RPCEndpoint
 
 from mecfed.chain.connection import Connection
 from mecfed.chain.decoders import Codec, Codecs
-from mecfed.chain.events import Abi, Event
-from mecfed.chain.revert import ContractRevert, ErrorDecoder, StatusFor, revert_class_for
-from mecfed.errors import DeadlineExceeded, FailedPrecondition, MecfedError, Unavailable
+from mecfed.chain.events import Abi
+from mecfed.chain.journal import DROPPED, MINED, PENDING, REPLACED, Entry, Journal
+from mecfed.chain.receipts import NotMined, Pending, Receipt, explain_failure, receipt_of
+from mecfed.chain.revert import ErrorDecoder, StatusFor
+from mecfed.errors import FailedPrecondition, MecfedError, Unavailable
 
 log = logging.getLogger(__name__)
 
 # Receipts are re-checked on every new head; this bounds the wait when no
 # head comes (a lost notification, a reconnect, a node that mines on demand).
 RECEIPT_RECHECK_S = 1.0
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """A mined, successful transaction and the events it emitted (decoded
-    with the ABI of the contract called)."""
-
-    tx_hash: str
-    block_number: int
-    gas_used: int
-    status: int
-    events: tuple[Event, ...]
-
-    def event(self, name: str) -> Event:
-        """The first event called ``name``; FailedPrecondition if none."""
-        for event in self.events:
-            if event.name == name:
-                return event
-        raise FailedPrecondition(f"transaction {self.tx_hash} emitted no {name}")
-
-
-@dataclass(frozen=True)
-class _Pending:
-    """A sent transaction: what is needed to resend or explain it."""
-
-    tx_hash: str
-    raw: bytes  # the signed transaction, resent as is if the node drops it
-    call: dict[str, Any]  # from/to/data/value, to re-run it at its block
-    gas: int
-    codec: Codec
-    address: str | None  # whose logs to decode (None: the contract it creates)
-    context: str
 
 
 class Transactions:
@@ -95,8 +70,14 @@ class Transactions:
         status_for: StatusFor | None = None,
         receipt_timeout: float = 60.0,
         gas_margin: float = 1.25,
+        journal: Journal | None = None,
+        valid_for: Mapping[str, float] | None = None,
     ) -> None:
         self.w3 = connection.w3
+        self.journal = journal if journal is not None else Journal()
+        # Function name -> seconds after sending that a call of it stays
+        # wanted (its valid_until when the caller gives none).
+        self.valid_for = dict(valid_for or {})
         self.account = account
         self.address: ChecksumAddress = account.address
         self.chain_id = chain_id
@@ -109,6 +90,8 @@ class Transactions:
         self._nonce: int | None = None  # the next one, None: ask the node
         self._nonce_lock = asyncio.Lock()
         self._tip_supported = True
+        self.last_progress = time.time()  # when one of ours was last seen mined
+        self.waiting: set[str] = set()  # hashes a receipt wait looks after
 
     async def resync_nonce(self) -> None:
         """Forgets the next nonce: the next send reads the account's pending
@@ -123,21 +106,28 @@ class Transactions:
         *,
         gas: int | None = None,
         timeout: float | None = None,
+        purpose: str | None = None,
+        valid_until: float | None = None,
     ) -> Receipt:
         """Sends web3 contract function call ``fn`` and waits for its receipt.
 
         A call that would revert raises its decoded :class:`ContractRevert`
         at gas estimation, before anything is sent; an explicit ``gas`` limit
         skips estimation (a mined revert is then explained after the fact).
+        ``purpose`` (default: the function's name) is journalled with it;
+        ``valid_until`` (wall-clock seconds) is when executing it would
+        become harmful: not mined by then, it is replaced by a no-op.
         """
         codec = self._codecs.of(fn.contract_abi)
-        context = f"{fn.fn_name}()"
+        context = purpose or f"{fn.fn_name}()"
+        if valid_until is None and fn.fn_name in self.valid_for:
+            valid_until = time.time() + self.valid_for[fn.fn_name]
         call: dict[str, Any] = {"from": self.address, "value": value}
         if gas is None:
             gas = await self._estimate(lambda: fn.estimate_gas(call), codec, context)
         fees = await self._fees()
         tx = await fn.build_transaction({**call, "gas": gas, "chainId": self.chain_id, **fees})
-        pending = await self._send(dict(tx), codec, fn.address, context)
+        pending = await self._send(dict(tx), codec, fn.address, context, valid_until)
         receipt, _ = await self._wait(pending, timeout)
         return receipt
 
@@ -151,7 +141,7 @@ class Transactions:
         tx = await constructor.build_transaction(
             {**call, "gas": gas, "chainId": self.chain_id, **fees}
         )
-        receipt, raw = await self._wait(await self._send(dict(tx), codec, None, "deploy"))
+        receipt, raw = await self._wait(await self._send(dict(tx), codec, None, "deploy()"))
         address = raw.get("contractAddress")
         if not address:
             raise FailedPrecondition("deployment receipt has no contract address")
@@ -165,7 +155,7 @@ class Transactions:
             lambda: self.w3.eth.estimate_gas(cast(Any, call)), codec, "transfer"
         )
         tx = {**call, "gas": gas, "chainId": self.chain_id, "data": b"", **await self._fees()}
-        receipt, _ = await self._wait(await self._send(tx, codec, None, "transfer"))
+        receipt, _ = await self._wait(await self._send(tx, codec, None, f"transfer to {to}"))
         return receipt
 
     # -- sending --------------------------------------------------------------
@@ -208,14 +198,20 @@ class Transactions:
         return cast(Mapping[str, Any], block)
 
     async def _send(
-        self, tx: dict[str, Any], codec: Codec, address: str | None, context: str
-    ) -> _Pending:
+        self,
+        tx: dict[str, Any],
+        codec: Codec,
+        address: str | None,
+        context: str,
+        valid_until: float | None = None,
+    ) -> Pending:
         call: dict[str, Any] = {k: tx[k] for k in ("to", "data", "value") if k in tx}
         call["from"] = self.address
         tx.pop("from", None)
-        signed = await self._submit(tx)
-        return _Pending(
+        signed, nonce = await self._submit(tx, context, valid_until)
+        return Pending(
             tx_hash=HexBytes(signed.hash).to_0x_hex(),
+            nonce=nonce,
             raw=bytes(signed.raw_transaction),
             call=call,
             gas=int(tx["gas"]),
@@ -224,8 +220,11 @@ class Transactions:
             context=context,
         )
 
-    async def _submit(self, tx: dict[str, Any]) -> Any:
-        """Assigns a nonce, signs and sends ``tx``; the signed transaction.
+    async def _submit(
+        self, tx: dict[str, Any], purpose: str = "", valid_until: float | None = None
+    ) -> tuple[Any, int]:
+        """Assigns a nonce, signs, journals and sends ``tx``; the signed
+        transaction and its nonce.
 
         Nonces are assigned under a lock, and one is consumed only when the
         node holds the transaction. A refused send resyncs from the node's
@@ -234,33 +233,56 @@ class Transactions:
         if the reply was lost and the node can't be asked, it counts as done
         too (the receipt wait sends the same signed bytes again if the node
         turns out not to have it). So one call is never submitted twice
-        under two nonces.
+        under two nonces. The nonce is never below one a journalled pending
+        transaction holds (the node may have lost those: they are sent
+        again, not overwritten).
         """
+        fees: dict[str, int] = {
+            k: int(tx[k]) for k in ("maxFeePerGas", "maxPriorityFeePerGas", "gasPrice") if k in tx
+        }
         async with self._nonce_lock:
             last_error: Exception | None = None
             for attempt in (0, 1):
                 if self._nonce is None:
-                    self._nonce = await self._pending_nonce()
+                    self._nonce = max(
+                        await self._pending_nonce(), self.journal.next_nonce(self.address) or 0
+                    )
                 nonce = self._nonce
                 signed = self.account.sign_transaction({**tx, "nonce": nonce})
                 tx_hash = HexBytes(signed.hash).to_0x_hex()
+                raw = bytes(signed.raw_transaction)
+                self.journal.record(
+                    Entry(
+                        tx_hash,
+                        self.address,
+                        nonce,
+                        raw,
+                        fees,
+                        purpose,
+                        valid_until,
+                        PENDING,
+                        time.time(),
+                    )
+                )
                 try:
-                    await self._send_raw(bytes(signed.raw_transaction))
+                    await self._send_raw(raw)
                     self._nonce = nonce + 1
-                    return signed
+                    return signed, nonce
                 except Web3RPCError as exc:  # the node answered: refused
                     last_error = exc
                     log.info("send with nonce %d refused (attempt %d): %s", nonce, attempt, exc)
                     self._nonce = None  # resync before any further send
                     if await self._node_knows(tx_hash):
                         self._nonce = nonce + 1
-                        return signed
+                        return signed, nonce
+                    self.journal.mark(tx_hash, DROPPED, note=f"refused by the node: {exc}")
                 except Unavailable as exc:  # no reply: the node may hold it
                     last_error = exc
                     log.info("send with nonce %d got no reply: %s", nonce, exc)
                     if await self._node_knows(tx_hash) is not False:
                         self._nonce = nonce + 1
-                        return signed
+                        return signed, nonce
+                    self.journal.mark(tx_hash, DROPPED, note=f"not received by the node: {exc}")
                     self._nonce = None
             assert last_error is not None
             if isinstance(last_error, Unavailable):
@@ -273,9 +295,14 @@ class Transactions:
         )
 
     async def _pending_nonce(self) -> int:
+        return await self.nonce_count("pending")
+
+    async def nonce_count(self, block: str) -> int:
+        """The account's transaction count at ``block`` ("latest": mined,
+        "pending": including the node's pool)."""
         return int(
             await self._request(
-                lambda: self.w3.eth.get_transaction_count(self.address, "pending"),
+                lambda: self.w3.eth.get_transaction_count(self.address, cast(Any, block)),
                 "eth_getTransactionCount",
             )
         )
@@ -296,7 +323,19 @@ class Transactions:
     # -- receipts -------------------------------------------------------------
 
     async def _wait(
-        self, pending: _Pending, timeout: float | None = None
+        self, pending: Pending, timeout: float | None = None
+    ) -> tuple[Receipt, Mapping[str, Any]]:
+        """The receipt of ``pending``; raises its decoded revert if it failed
+        and NotMined if not mined within ``timeout``. While it waits, the
+        reconciler leaves ``pending`` to it."""
+        self.waiting.add(pending.tx_hash)
+        try:
+            return await self._wait_once(pending, timeout)
+        finally:
+            self.waiting.discard(pending.tx_hash)
+
+    async def _wait_once(
+        self, pending: Pending, timeout: float | None = None
     ) -> tuple[Receipt, Mapping[str, Any]]:
         """The receipt of ``pending``; raises its decoded revert if it failed
         and DeadlineExceeded if not mined within ``timeout``."""
@@ -309,20 +348,27 @@ class Transactions:
             raw = await self._receipt(pending.tx_hash)
             if raw is not None:
                 break
+            self._check_journal(pending)
             checks += 1
             if checks > 1:
                 await self._keep_sent(pending)
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise DeadlineExceeded(
-                    f"{pending.context}: transaction {pending.tx_hash} not mined within "
-                    f"{timeout:.0f} s"
+                raise NotMined(
+                    f"{pending.context}: transaction {pending.tx_hash} (nonce {pending.nonce}) "
+                    f"not mined within {timeout:.0f} s; it may still be: journalled as "
+                    "pending and reconciled in the background",
+                    pending.tx_hash,
+                    pending.nonce,
+                    pending.context,
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(head.wait(), min(remaining, RECEIPT_RECHECK_S))
-        receipt = self._receipt_of(raw, pending)
+        self.journal.mark(pending.tx_hash, MINED, block_number=int(raw["blockNumber"]))
+        self.last_progress = time.time()
+        receipt = receipt_of(raw, pending)
         if receipt.status == 0:
-            raise await self._explain_failure(receipt, pending)
+            raise await explain_failure(receipt, pending, self._request, self.w3, self.status_for)
         return receipt, raw
 
     async def _receipt(self, tx_hash: str) -> Mapping[str, Any] | None:
@@ -337,70 +383,54 @@ class Transactions:
         except (TransactionNotFound, TransactionIndexingInProgress):
             return None
 
-    async def _keep_sent(self, pending: _Pending) -> None:
+    def _check_journal(self, pending: Pending) -> None:
+        """Raises if the reconciler settled ``pending`` as never to be mined."""
+        entry = self.journal.get(pending.tx_hash)
+        if entry is not None and entry.state in (REPLACED, DROPPED):
+            raise FailedPrecondition(
+                f"{pending.context}: transaction {pending.tx_hash} (nonce {pending.nonce}) "
+                f"{entry.state}: {entry.note or 'its nonce went to another transaction'}"
+            )
+
+    async def _keep_sent(self, pending: Pending) -> None:
         """Sends ``pending`` again if the node no longer has it (dropped from
-        its pool): the same signed bytes, so it can only execute once."""
-        if await self._node_knows(pending.tx_hash) is not False:
+        its pool): the same signed bytes, so it can only execute once; once
+        past its ``valid_until``, replaced by a no-op instead."""
+        entry = self.journal.get(pending.tx_hash)
+        if entry is None or self.repair is None:
+            return
+        if not entry.stale() and await self._node_knows(pending.tx_hash) is not False:
             return
         if await self._receipt(pending.tx_hash) is not None:
             return  # mined meanwhile
-        log.warning("%s: node dropped %s; sending it again", pending.context, pending.tx_hash)
-        try:
-            await self._send_raw(pending.raw)
-        except Unavailable:
-            return  # next round
-        except Web3RPCError as exc:
-            if await self._node_knows(pending.tx_hash) is not False:
-                return
-            await self.resync_nonce()
-            raise FailedPrecondition(
-                f"{pending.context}: transaction {pending.tx_hash} was dropped by the node "
-                f"and cannot be sent again: {exc}"
-            ) from exc
+        async with self._nonce_lock:
+            await self.repair(entry)
+        self._check_journal(pending)
 
-    def _receipt_of(self, raw: Mapping[str, Any], pending: _Pending) -> Receipt:
-        address = pending.address or raw.get("contractAddress")
-        decoder = pending.codec.events
-        events: list[Event] = []
-        if decoder is not None and address:
-            for entry in raw.get("logs", ()):
-                if to_checksum_address(entry["address"]) == to_checksum_address(address):
-                    event = decoder(entry)
-                    if event is not None:
-                        events.append(event)
-        return Receipt(
-            tx_hash=pending.tx_hash,
-            block_number=int(raw["blockNumber"]),
-            gas_used=int(raw["gasUsed"]),
-            status=int(raw.get("status", 1)),
-            events=tuple(events),
-        )
+    # Set by the reconciler (mecfed.chain.nonces): sends a journalled
+    # transaction the node lost again, or replaces it; the caller holds the
+    # nonce lock.
+    repair: Callable[[Entry], Awaitable[None]] | None = None
 
-    async def _explain_failure(self, receipt: Receipt, pending: _Pending) -> ContractRevert:
-        unknown = revert_class_for(None)
-        if receipt.gas_used >= pending.gas:
-            return unknown(
-                "OutOfGas",
-                {},
-                f"{pending.context}: out of gas ({pending.gas})",
-                tx_hash=receipt.tx_hash,
-            )
-        # Re-run the call at the receipt's block to obtain the revert data.
-        try:
-            await self._request(
-                lambda: self.w3.eth.call(
-                    cast(Any, {**pending.call, "gas": pending.gas}),
-                    block_identifier=receipt.block_number,
-                ),
-                "eth_call",
-            )
-        except ContractLogicError as exc:
-            return pending.codec.revert(exc, self.status_for, pending.context, receipt.tx_hash)
-        except (MecfedError, Web3Exception) as exc:
-            log.debug("cannot re-run %s: %s", pending.tx_hash, exc)
-        return unknown(
-            "Unknown",
-            {},
-            f"{pending.context}: transaction {receipt.tx_hash} reverted (reason not reproducible)",
-            tx_hash=receipt.tx_hash,
+    async def wait_receipt(
+        self, tx_hash: str, timeout: float | None = None, abi: Abi | None = None
+    ) -> Receipt:
+        """The receipt of journalled transaction ``tx_hash`` (e.g. after a
+        :class:`NotMined`); its events decoded with ``abi`` if given.
+        FailedPrecondition if it was replaced, NotMined if still pending."""
+        entry = self.journal.get(tx_hash)
+        if entry is None:
+            raise FailedPrecondition(f"transaction {tx_hash} is not in the journal")
+        codec = self._codecs.of(abi) if abi is not None else Codec(ErrorDecoder(), None)
+        pending = Pending(
+            tx_hash=entry.tx_hash,
+            nonce=entry.nonce,
+            raw=entry.raw,
+            call={},
+            gas=2**63,  # unknown: never read as "out of gas"
+            codec=codec,
+            address=None,
+            context=entry.purpose,
         )
+        receipt, _ = await self._wait(pending, timeout)
+        return receipt

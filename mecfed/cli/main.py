@@ -62,6 +62,15 @@ def _testbed(args: argparse.Namespace) -> int:
     elif args.action == "down":
         asyncio.run(testbed.down())
         print(f"testbed {args.testbed!r} is down")
+    else:  # chain-stop, chain-kill, chain-restart, chain-reset: fault injection
+        from mecfed.testbed.chain import restart_node, stop_node
+
+        fault = args.action.removeprefix("chain-")
+        if fault in ("stop", "kill"):
+            asyncio.run(stop_node(testbed, kill=fault == "kill"))
+        else:
+            asyncio.run(restart_node(testbed, reset=fault == "reset"))
+        print(f"testbed {args.testbed!r}: chain {fault} done")
     return 0
 
 
@@ -251,8 +260,12 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_demo)
 
-    tb = sub.add_parser("testbed", help="bring a testbed up or down")
-    tb.add_argument("action", choices=("up", "down"))
+    tb = sub.add_parser("testbed", help="bring a testbed up or down, or fault its chain node")
+    tb.add_argument(
+        "action",
+        choices=("up", "down", "chain-stop", "chain-kill", "chain-restart", "chain-reset"),
+        help="chain-restart keeps the chain (state file), chain-reset starts a fresh one",
+    )
     testbed_options(tb)
     tb.set_defaults(func=_testbed)
 

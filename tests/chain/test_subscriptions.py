@@ -236,9 +236,12 @@ async def test_survives_node_restart(counter_artifact: dict[str, Any], tmp_path:
 async def test_reorg_delivers_the_new_canonical_logs(anvil: Anvil, counter: Any) -> None:
     """anvil_reorg replaces the last blocks; anvil pushes no removed logs
     but does push the new blocks' logs, which sit at positions already seen
-    (same block number and log index, another block hash): they are
-    delivered, and a replay after a reconnect does not repeat them."""
-    async with await ChainClient.connect(anvil.ws_url, anvil.dev_accounts[4]) as client:
+    (same block number and log index, another block hash): the replaced
+    logs are delivered as removals (newest first), then the new ones, and
+    a replay after a reconnect does not repeat them."""
+    async with await ChainClient.connect(
+        anvil.ws_url, anvil.dev_accounts[4], removals=True
+    ) as client:
         mine = client.contract(counter.address, counter.abi)
         stream = client.logs(counter.address, None, None, counter.abi)
         got = Collector(stream)
@@ -261,12 +264,19 @@ async def test_reorg_delivers_the_new_canonical_logs(anvil: Anvil, counter: Any)
             tx.pop("from")
             raw = client.account.sign_transaction(tx).raw_transaction.to_0x_hex()
             await rpc(client, "anvil_reorg", 2, [[raw, 1]])
+            gone = await got.take(2)
+            assert [(e.args["tag"], e.removed) for e in gone] == [(3, True), (2, True)]
+            assert gone[0].block_hash != "" and gone[0].tx_hash == receipts[2].tx_hash
             (event,) = await got.take(1)
             assert event.args["tag"] == 99 and event.block_number == receipts[2].block_number
+            assert not event.removed
             await client.resync_nonce()  # the reorg rewound the account's nonce
             _provider(client).abort()  # replay overlaps the reorged blocks: no repeats
             await client.transact(mine.functions.bump(100))
-            assert await got.tags(1) == [100]
+            # bump(3)'s block was reorged out: the journal sends it again
+            # (as a node puts a reorged-out transaction back in its pool).
+            assert sorted(await got.tags(2)) == [3, 100]
+            await asyncio.sleep(0.2)
             assert got.queue.empty() and stream.connects == 2
         finally:
             await got.close()
