@@ -30,6 +30,19 @@ class ServiceState(enum.IntEnum):
     DEPLOYED = 3
     TERMINATED = 4
     CANCELLED = 5
+    CLOSING = 6  # the k-th bid's block: bids in it still compete
+    ACKNOWLEDGED = 7  # paid (by the consumer's acknowledgement or after the challenge window)
+
+    @property
+    def awarded(self) -> bool:
+        """A winner exists that can no longer change: AWARDED, or CLOSING as
+        read from a mined block (every bid of the closing block is in it)."""
+        return self in (ServiceState.AWARDED, ServiceState.CLOSING)
+
+    @property
+    def settled(self) -> bool:
+        """Nothing of the escrow is left for the consumer to recover."""
+        return self in (ServiceState.TERMINATED, ServiceState.CANCELLED, ServiceState.ACKNOWLEDGED)
 
 
 class MembershipPolicy(enum.IntEnum):
@@ -63,12 +76,16 @@ STATUS_BY_ERROR: dict[str, type[errors.MecfedError]] = {
     "PriceOutOfRange": errors.InvalidArgument,
     "BidNotLower": errors.FailedPrecondition,
     "NotEligible": errors.PermissionDenied,
+    "BondMismatch": errors.InvalidArgument,
     "DeadlineNotPassed": errors.FailedPrecondition,
     "NoBids": errors.FailedPrecondition,
     "NotWinner": errors.PermissionDenied,
+    "OrderWindowOver": errors.DeadlineExceeded,
     "ConfirmWindowOver": errors.DeadlineExceeded,
     "NotParty": errors.PermissionDenied,
     "TooManyRounds": errors.ResourceExhausted,
+    "NoBond": errors.FailedPrecondition,
+    "BondLocked": errors.FailedPrecondition,
     "NothingToWithdraw": errors.FailedPrecondition,
     "TransferFailed": errors.Internal,
     "Reentrancy": errors.Aborted,
@@ -84,6 +101,28 @@ def auction_closed(exc: BaseException) -> bool:
     """A bid refused because the auction ended first (its k-th bid or its
     deadline came before ours): normal when more providers bid than k."""
     return isinstance(exc, ContractRevert) and exc.error_name in ("WrongState", "BiddingClosed")
+
+
+def limits_of(values: Sequence[int]) -> dict[str, int]:
+    """The contract's ``limits()`` by name."""
+    return dict(zip(LIMIT_NAMES, (int(v) for v in values), strict=True))
+
+
+LIMIT_NAMES = (
+    "max_name",
+    "max_requirements",
+    "max_sealed",
+    "max_k",
+    "min_bidding_window",
+    "max_bidding_window",
+    "min_order_window",
+    "max_order_window",
+    "min_deploy_window",
+    "max_deploy_window",
+    "min_challenge_window",
+    "max_challenge_window",
+    "bond_divisor",
+)
 
 
 def artifact() -> dict[str, Any]:
@@ -108,14 +147,22 @@ class ServiceView:
     k: int
     bid_count: int
     state: ServiceState
-    deadline: int
+    deadline: int  # bidding deadline; the closing block's time once CLOSING
     confirm_deadline: int
     winner: str
     best_price: int
     round: int
-    confirm_window: int
+    confirm_window: int = 0  # (older contracts)
     bidding_window: int = 0
-    quorum: int = 0
+    quorum: int = 0  # (older contracts)
+    bond: int = 0
+    close_block: int = 0
+    order_deadline: int = 0
+    challenge_deadline: int = 0
+    order_window: int = 0
+    deploy_window: int = 0
+    challenge_window: int = 0
+    ordered: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -143,6 +190,29 @@ class Announced:
     bidding_deadline: int
     block_number: int
     receipt: Receipt
+    bond: int = 0
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The windows of an announcement (seconds; bounds in the contract's
+    ``limits()``): bidding, then the consumer's order, the winner's
+    deployment (from the order deadline), the consumer's challenge (from the
+    confirmation)."""
+
+    bidding: int
+    order: int = 60
+    deploy: int = 300
+    challenge: int = 300
+
+
+@dataclass(frozen=True)
+class BidInfo:
+    price: int
+    round: int
+    live: bool
+    excluded: bool
+    bonded: bool
 
 
 # Keyword filters of events() -> indexed argument names.
@@ -213,6 +283,9 @@ class FederationContract:
     async def credits(self, address: str) -> int:
         return int(await self._call("credits", to_checksum_address(address)))
 
+    async def limits(self) -> dict[str, int]:
+        return limits_of(await self._call("limits"))
+
     # -- transactions ---------------------------------------------------------
 
     async def register(self, name: str, pubkey: bytes) -> Receipt:
@@ -235,8 +308,7 @@ class FederationContract:
         self,
         max_price: int,
         k: int,
-        bidding_window: int,
-        confirm_window: int,
+        windows: Windows,
         requirements: bytes,
     ) -> Announced:
         """Announces a service, escrowing ``max_price``."""
@@ -244,8 +316,10 @@ class FederationContract:
             "announce",
             max_price,
             k,
-            bidding_window,
-            confirm_window,
+            windows.bidding,
+            windows.order,
+            windows.deploy,
+            windows.challenge,
             bytes(requirements),
             value=max_price,
         )
@@ -255,12 +329,37 @@ class FederationContract:
             bidding_deadline=int(event.args["biddingDeadline"]),
             block_number=receipt.block_number,
             receipt=receipt,
+            bond=int(event.args["bond"]),
         )
 
-    async def bid(self, service_id: str, price: int, sealed_endpoint: bytes) -> Receipt:
+    async def bid(
+        self, service_id: str, price: int, sealed_endpoint: bytes, *, bond: int | None = None
+    ) -> Receipt:
+        """Bids, paying the bond due: ``bond`` (the announced bond, if we hold
+        none on this service; 0 if we do), or looked up when None."""
+        if bond is None:
+            held = (await self.bid_of(service_id, self.client.address)).bonded
+            bond = 0 if held else (await self.service(service_id)).bond
         return await self._transact(
-            "bid", _service_id_bytes(service_id), price, bytes(sealed_endpoint)
+            "bid", _service_id_bytes(service_id), price, bytes(sealed_endpoint), value=bond
         )
+
+    async def bid_of(self, service_id: str, provider: str) -> BidInfo:
+        price, round_, live, excluded, bonded = await self._call(
+            "bidOf", _service_id_bytes(service_id), to_checksum_address(provider)
+        )
+        return BidInfo(int(price), int(round_), bool(live), bool(excluded), bool(bonded))
+
+    async def acknowledge(self, service_id: str) -> Receipt:
+        """The consumer's traffic check passed: releases the price."""
+        return await self._transact("acknowledge", _service_id_bytes(service_id))
+
+    async def settle(self, service_id: str) -> Receipt:
+        """Books the payment after an unchallenged challenge window (anyone)."""
+        return await self._transact("settle", _service_id_bytes(service_id))
+
+    async def reclaim_bond(self, service_id: str) -> Receipt:
+        return await self._transact("reclaimBond", _service_id_bytes(service_id))
 
     async def award(self, service_id: str) -> Receipt:
         return await self._transact("award", _service_id_bytes(service_id))
