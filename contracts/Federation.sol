@@ -608,8 +608,6 @@ contract Federation {
         Service storage s = _services[id];
         Auction memory a = s.auction;
         if (a.state == State.Closing) {
-            // Reason: block numbers compared by value; slither sees the word as time-derived.
-            // slither-disable-next-line incorrect-equality
             if (block.number != a.closeBlock) revert BiddingClosed();
         } else {
             _requireState(a.state, State.Open);
@@ -795,8 +793,6 @@ contract Federation {
         Service storage s = _services[id];
         Auction memory a = s.auction;
         State st = _effective(s, a);
-        // Reason: a round counter compared by value; slither sees the word as time-derived.
-        // slither-disable-next-line incorrect-equality
         bool live = b.round == a.round;
         if (live) {
             if (st == State.Open || st == State.Closing) revert BondLocked();
@@ -898,8 +894,6 @@ contract Federation {
     /// @dev Reverts unless `st` is `want`: UnknownService for no service, else WrongState.
     function _requireState(State st, State want) private pure {
         if (st != want) {
-            // Reason: State is an enum (compared by value); slither sees it derived from the time.
-            // slither-disable-next-line incorrect-equality
             if (st == State.None) revert UnknownService();
             revert WrongState(uint8(want), uint8(st));
         }
@@ -1012,8 +1006,6 @@ contract Federation {
 
     function _effective(Service storage s, Auction memory a) private view returns (State) {
         State st = a.state;
-        // Reason: State is an enum (compared by value); slither sees it derived from the time.
-        // slither-disable-next-line incorrect-equality
         if (st == State.Open) {
             if (block.timestamp >= a.deadline && a.bidCount != 0) return State.Awarded;
         } else if (st == State.Closing) {

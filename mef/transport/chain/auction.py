@@ -394,6 +394,11 @@ class ConsumerAuction:
             with contextlib.suppress(MecfedError):
                 await on_chain
 
+    async def _order_on_chain(self, service_id: str, view: Any, sealed: bytes) -> None:
+        if view.state == ServiceState.CLOSING:
+            await wait_block_after(self.contract.client, view.close_block)
+        await self.contract.send_consumer_endpoint(service_id, sealed)
+
     async def _hand_off(
         self, ref: BidRef, order: DeploymentOrder, timeout: float
     ) -> DeploymentResult:
@@ -466,4 +471,4 @@ def _ref(offer: Offer) -> BidRef:
     return offer.ref
 
 
-__all__ = ["Auction", "BidRef", "ConsumerAuction", "wait_block_after"]
+__all__ = ["Auction", "BidRef", "ConsumerAuction"]

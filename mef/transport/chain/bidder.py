@@ -37,7 +37,7 @@ from mef.tasks import TaskSet
 from mef.transport.base import Admission, ProviderHandler
 from mef.transport.chain import codec
 from mef.transport.chain.auction import tx_attributes
-from mef.transport.chain.chaintime import wait_chain_time
+from mef.transport.chain.chaintime import wait_block_after, wait_chain_time
 from mef.transport.chain.payouts import Payouts
 
 log = logging.getLogger(__name__)
@@ -344,11 +344,19 @@ class Bidder:
         if consumer is None:
             raise FailedPrecondition(f"consumer {bid.consumer} is not a member")
         sealed = codec.seal_confirmation(consumer.pubkey, endpoint)
+        await self._after_closing_block(service_id)
         with step_span(self.tracer, "confirmation", service_id=service_id) as span:
             receipt = await self.contract.confirm_deployment(service_id, sealed)
             tx_attributes(span, receipt)
         # Paid when the consumer acknowledges; else once the challenge window passed.
         self.tasks.spawn(self.settle_later(service_id), f"settle {service_id}")
+
+    async def _after_closing_block(self, service_id: str) -> None:
+        """Confirm and decline need the round Awarded in the block the node
+        runs their gas estimate in (the latest): after the closing block."""
+        view = await self.contract.service(service_id)
+        if view.state == ServiceState.CLOSING:
+            await wait_block_after(self.contract.client, view.close_block)
 
     async def settle_later(self, service_id: str) -> None:
         view = await self.contract.service(service_id)
@@ -371,6 +379,7 @@ class Bidder:
         bid = self._bids.get(service_id)
         if bid is not None:
             bid.offer_ref = ""
+        await self._after_closing_block(service_id)
         with step_span(self.tracer, "decline", service_id=service_id) as span:
             receipt = await self.contract.decline(service_id)
             tx_attributes(span, receipt)
