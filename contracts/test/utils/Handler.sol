@@ -62,6 +62,29 @@ contract FederationHandler is FederationDeployer {
         return ids[seed % n];
     }
 
+    /// @dev Mostly a service in effective state `want` (if any), else as `_service`.
+    function _serviceIn(uint256 seed, Federation.State want) internal view returns (bytes32) {
+        uint256 n = ids.length;
+        if (n != 0 && seed % 5 != 0) {
+            for (uint256 i = 0; i < n; ++i) {
+                bytes32 id = ids[n - 1 - (seed / 5 + i) % n];
+                if (fed.stateOf(id) == want) return id;
+            }
+        }
+        return _service(seed);
+    }
+
+    /// @dev Mostly an active member other than `not`, else any actor.
+    function _member(uint256 seed, address not) internal view returns (address) {
+        if (seed % 5 != 0) {
+            for (uint256 i = 0; i < actors.length; ++i) {
+                address c = actors[(seed + i) % actors.length];
+                if (fed.isMember(c) && c != not) return c;
+            }
+        }
+        return _actor(seed);
+    }
+
     function _consumerOr(uint256 a, bytes32 id) internal view returns (address) {
         address c = fed.serviceOf(id).consumer;
         return a % 4 != 0 && c != address(0) ? c : _actor(a);
@@ -72,11 +95,14 @@ contract FederationHandler is FederationDeployer {
         return a % 4 != 0 && w != address(0) ? w : _actor(a);
     }
 
+    /// @dev A refused call reverts the action (forge counts it in its table of reverts, so the
+    ///      share of accepted calls per action is visible with -vv).
     function _call(address caller, uint256 value, bytes memory data) internal returns (bool ok) {
         vm.deal(caller, caller.balance + value);
         vm.prank(caller);
         (ok,) = address(fed).call{value: value}(data);
-        if (ok) ghostIn += value;
+        if (!ok) revert("refused");
+        ghostIn += value;
     }
 
     function _fail(string memory why) internal {
@@ -86,10 +112,10 @@ contract FederationHandler is FederationDeployer {
     // ------------------------------------------------------------------ actions
 
     function announce(uint256 a, uint96 maxPrice, uint16 k, uint32 bw, uint32 w) external {
-        address c = _actor(a);
+        address c = _member(a, address(0));
         maxPrice = uint96(bound(maxPrice, 1, 100 ether));
         k = uint16(bound(k, 1, 3));
-        bw = uint32(bound(bw, 1, 600)); // 1: refused (below the minimum)
+        bw = uint32(bound(bw, 1, 120)); // 1: refused (below the minimum)
         uint32 ow = uint32(10 + w % 100);
         uint32 dw = uint32(30 + (w >> 8) % 100);
         uint32 cw = uint32(30 + (w >> 16) % 100);
@@ -98,7 +124,7 @@ contract FederationHandler is FederationDeployer {
         (bool ok, bytes memory ret) = address(fed).call{value: maxPrice}(
             abi.encodeCall(fed.announce, (maxPrice, k, bw, ow, dw, cw, ""))
         );
-        if (!ok) return;
+        if (!ok) revert("refused");
         ghostIn += maxPrice;
         ids.push(abi.decode(ret, (bytes32)));
     }
@@ -116,11 +142,11 @@ contract FederationHandler is FederationDeployer {
     }
 
     function _bidAction(uint256 a, uint256 s, uint96 price) internal {
-        bytes32 id = _service(s);
-        address c = _actor(a);
+        bytes32 id = s % 3 == 0 ? _serviceIn(s, Federation.State.Closing) : _serviceIn(s, Federation.State.Open);
         Federation.ServiceView memory v = fed.serviceOf(id);
-        // few distinct prices: ties are frequent
-        price = uint96(bound(price % 8, 0, uint256(v.maxPrice)));
+        address c = _member(a, v.consumer);
+        // few distinct prices: ties are frequent (0 is refused)
+        price = uint96(bound(a % 13 == 0 ? 0 : 1 + price % 8, 0, uint256(v.maxPrice)));
         (,,,, bool bonded) = fed.bidOf(id, c);
         uint256 value = bonded || a % 11 == 0 ? 0 : v.bond;
         if (!_call(c, value, abi.encodeCall(fed.bid, (id, price, hex"5ea1ed")))) return;
@@ -146,27 +172,27 @@ contract FederationHandler is FederationDeployer {
     }
 
     function award(uint256 a, uint256 s) external {
-        bytes32 id = _service(s);
+        bytes32 id = _serviceIn(s, Federation.State.Awarded);
         _call(_consumerOr(a, id), 0, abi.encodeCall(fed.award, (id)));
     }
 
     function sendConsumerEndpoint(uint256 a, uint256 s) external {
-        bytes32 id = _service(s);
+        bytes32 id = _serviceIn(s, Federation.State.Awarded);
         _call(_consumerOr(a, id), 0, abi.encodeCall(fed.sendConsumerEndpoint, (id, hex"c0")));
     }
 
     function confirmDeployment(uint256 a, uint256 s) external {
-        bytes32 id = _service(s);
+        bytes32 id = _serviceIn(s, Federation.State.Awarded);
         _call(_winnerOr(a, id), 0, abi.encodeCall(fed.confirmDeployment, (id, hex"d0")));
     }
 
     function acknowledge(uint256 a, uint256 s) external {
-        bytes32 id = _service(s);
+        bytes32 id = _serviceIn(s, Federation.State.Deployed);
         _settleAction(id, _consumerOr(a, id), abi.encodeCall(fed.acknowledge, (id)));
     }
 
     function settle(uint256 a, uint256 s) external {
-        bytes32 id = _service(s);
+        bytes32 id = _serviceIn(s, Federation.State.Acknowledged);
         _settleAction(id, _actor(a), abi.encodeCall(fed.settle, (id)));
     }
 
@@ -183,30 +209,39 @@ contract FederationHandler is FederationDeployer {
     }
 
     function decline(uint256 a, uint256 s) external {
-        bytes32 id = _service(s);
+        bytes32 id = _serviceIn(s, Federation.State.Awarded);
         _call(_winnerOr(a, id), 0, abi.encodeCall(fed.decline, (id)));
     }
 
     function cancel(uint256 a, uint256 s) external {
-        bytes32 id = _service(s);
+        if (s % 3 != 0) return; // rarer: most services should play out
+        bytes32 id = _service(s / 3);
         if (_call(_consumerOr(a, id), 0, abi.encodeCall(fed.cancel, (id)))) finished[id] = true;
     }
 
     function reopen(uint256 a, uint256 s, uint32 window) external {
-        bytes32 id = _service(s);
+        bytes32 id = _serviceIn(s, Federation.State.Awarded);
         window = uint32(bound(window, 1, 600));
         _call(_consumerOr(a, id), 0, abi.encodeCall(fed.reopen, (id, window)));
     }
 
     function terminate(uint256 a, uint256 s) external {
-        bytes32 id = _service(s);
+        bytes32 id = a % 3 == 0 ? _serviceIn(s, Federation.State.Acknowledged) : _serviceIn(s, Federation.State.Deployed);
         address c = a % 2 == 0 ? _consumerOr(a / 2, id) : _winnerOr(a / 2, id);
         if (_call(c, 0, abi.encodeCall(fed.terminate, (id)))) finished[id] = true;
     }
 
     function reclaimBond(uint256 a, uint256 s) external {
         bytes32 id = _service(s);
-        _call(_actor(a), 0, abi.encodeCall(fed.reclaimBond, (id)));
+        address c = _actor(a);
+        for (uint256 i = 0; i < actors.length && a % 4 != 0; ++i) {
+            (,,,, bool bonded) = fed.bidOf(id, actors[(a + i) % actors.length]);
+            if (bonded) {
+                c = actors[(a + i) % actors.length];
+                break;
+            }
+        }
+        _call(c, 0, abi.encodeCall(fed.reclaimBond, (id)));
     }
 
     function withdraw(uint256 a) external {
@@ -219,7 +254,8 @@ contract FederationHandler is FederationDeployer {
     }
 
     function leave(uint256 a) external {
-        _call(_actor(a), 0, abi.encodeCall(fed.leave, ()));
+        if (a % 4 != 0) return; // rarer than the market's calls: members stay to trade
+        _call(_actor(a / 4), 0, abi.encodeCall(fed.leave, ()));
     }
 
     function join(uint256 a) external {
@@ -232,12 +268,12 @@ contract FederationHandler is FederationDeployer {
     }
 
     function disallow(uint256 a) external {
-        if (a % 4 != 0) return; // rarer than the other membership changes
-        fed.disallow(_actor(a / 4));
+        if (a % 8 != 0) return; // rarer than the other membership changes
+        fed.disallow(_actor(a / 8));
     }
 
     function warp(uint256 dt) external {
-        vm.warp(block.timestamp + bound(dt, 0, 300));
+        vm.warp(block.timestamp + (dt % 8 == 0 ? bound(dt, 0, 300) : bound(dt, 0, 40)));
         vm.roll(block.number + 1);
     }
 
