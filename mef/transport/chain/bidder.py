@@ -299,9 +299,21 @@ class Bidder:
 
     async def _on_reopened(self, event: Event) -> None:
         """The winner declined (or never confirmed): bid again, unless we
-        were that winner."""
-        bid = self._bids.get(_service_id(event))
-        if bid is None or str(event.args["excluded"]) == self.address:
+        were that winner. A new round is open to every member not excluded,
+        so a service we did not bid on before (e.g. a k = 1 auction a
+        griefer closed before us) is bid on as if just announced."""
+        service_id = _service_id(event)
+        if str(event.args["excluded"]) == self.address:
+            return
+        bid = self._bids.get(service_id)
+        if bid is None:
+            if str(event.args["consumer"]) == self.address or self._provider is None:
+                return
+            announced = await self.contract.past_events(
+                ["ServiceAnnounced"], service_id=service_id, from_block=0
+            )
+            if announced:
+                await self._on_announced(announced[0])
             return
         if bid.offer_ref:  # still held from the earlier round
             self._lose(bid)
