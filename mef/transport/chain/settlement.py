@@ -3,7 +3,11 @@ also after a restart: the chain is the source of truth.
 
 Our services are found again from the chain itself: every ServiceAnnounced
 event filtered by our address (its requirements name the federation id), so
-nothing but the chain needs to survive a restart. ``terminate`` ends a
+nothing but the chain needs to survive a restart. With a database, what was
+found is kept (component "chain_transport": the services per contract and
+the block scanned up to), so a restart scans only the blocks after it; the
+chain stays the source of truth (a service reorged away reads as NONE and is
+skipped; a chain shorter than the cursor is rescanned from its start). ``terminate`` ends a
 service in every state (Open, Closing, Awarded: cancel; Deployed and not
 acknowledged: terminate, which is our complaint and refunds us; Acknowledged:
 terminate, payment stands) and ``reconcile`` does that for every service of
@@ -20,6 +24,7 @@ from mecfed.chain.federation import FederationContract, ServiceState
 from mecfed.chain.revert import ContractRevert
 from mecfed.errors import InvalidArgument, MecfedError, Unavailable
 from mecfed.model import Federation
+from mecfed.storage import Database
 from mef.transport.chain import codec
 from mef.transport.chain.auction import ConsumerAuction
 from mef.transport.chain.chaintime import wait_block_after
@@ -32,16 +37,58 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 4
 
 
+COMPONENT = "chain_transport"
+MIGRATIONS = [
+    """
+    CREATE TABLE chain_services (
+        contract TEXT NOT NULL, service_id TEXT NOT NULL, federation_id TEXT NOT NULL,
+        PRIMARY KEY (contract, service_id));
+    CREATE TABLE chain_cursor (contract TEXT PRIMARY KEY, block INTEGER NOT NULL);
+    """
+]
+
+
 class ConsumerSettlement:
-    def __init__(self, auction: ConsumerAuction) -> None:
+    def __init__(self, auction: ConsumerAuction, db: Database | None = None) -> None:
         self._auction = auction
         self._contract: FederationContract = auction.contract
+        self._db = db
         self._scanned_to = -1
         self._services: dict[str, list[str]] = {}  # federation id -> service ids, oldest first
+        if db is not None:
+            db.migrate(COMPONENT, MIGRATIONS)
+            key = (self._contract.address,)
+            row = db.query_one("SELECT block FROM chain_cursor WHERE contract = ?", key)
+            self._scanned_to = int(row["block"]) if row else -1
+            for r in db.query(
+                "SELECT service_id, federation_id FROM chain_services WHERE contract = ?"
+                " ORDER BY rowid",
+                key,
+            ):
+                self._services.setdefault(r["federation_id"], []).append(r["service_id"])
+
+    def _store(self, found: list[tuple[str, str]], head: int) -> None:
+        if self._db is None:
+            return
+        address = self._contract.address
+        with self._db.transaction() as tx:
+            for service_id, federation_id in found:
+                tx.execute(
+                    "INSERT OR IGNORE INTO chain_services (contract, service_id, federation_id)"
+                    " VALUES (?, ?, ?)",
+                    (address, service_id, federation_id),
+                )
+            tx.execute(
+                "INSERT INTO chain_cursor (contract, block) VALUES (?, ?)"
+                " ON CONFLICT(contract) DO UPDATE SET block = excluded.block",
+                (address, head),
+            )
 
     async def services(self) -> dict[str, list[str]]:
         """Every service we announced, by federation id (from the chain)."""
         head = (await self._contract.client.head()).number
+        if head < self._scanned_to:  # a shorter chain than we scanned: start again
+            self._scanned_to = -1
         if head > self._scanned_to:
             events = await self._contract.past_events(
                 ["ServiceAnnounced"],
@@ -49,6 +96,7 @@ class ConsumerSettlement:
                 from_block=self._scanned_to + 1,
                 to_block=head,
             )
+            found: list[tuple[str, str]] = []
             for event in events:
                 service_id = "0x" + bytes(event.args["id"]).hex()
                 try:
@@ -61,6 +109,8 @@ class ConsumerSettlement:
                 ids = self._services.setdefault(federation_id, [])
                 if service_id not in ids:
                     ids.append(service_id)
+                    found.append((service_id, federation_id))
+            self._store(found, head)
             self._scanned_to = head
         return self._services
 

@@ -23,6 +23,7 @@ from mecfed.chain.keystore import load_key
 from mecfed.config import SystemConfig
 from mecfed.errors import FailedPrecondition
 from mecfed.model import DeploymentOrder, DeploymentResult, Federation, Offer, ServiceNeed
+from mecfed.storage import Database
 from mef.deployments import Deployments
 from mef.tasks import TaskSet
 from mef.transport.base import Capabilities, Fallback, ProviderHandler
@@ -56,6 +57,7 @@ class ChainTransport:
         challenge_window: int = CHALLENGE_WINDOW_S,
         block_period: int | None = None,
         traces: TracerProvider | None = None,
+        database: Database | None = None,
     ) -> None:
         self.client = client
         self.contract = FederationContract(client, contract_address)
@@ -74,7 +76,9 @@ class ChainTransport:
             challenge_window=challenge_window,
             block_period=block_period,
         )
-        self.settlement = ConsumerSettlement(self.auction)
+        # The chain is the source of truth; the database (if any) only
+        # remembers how far the chain was scanned for our services.
+        self.settlement = ConsumerSettlement(self.auction, database)
         self.bidder = Bidder(system_id, self.contract, account, payouts, self._tasks, tracer)
         self.gate = ChainGate(self.bidder, self.contract, account, self._tasks)
         self.recovery = ProviderRecovery(self.bidder)
@@ -136,7 +140,10 @@ class ChainTransport:
 
 
 async def connect_chain_transport(
-    config: SystemConfig, peers: PeerClient, traces: TracerProvider | None = None
+    config: SystemConfig,
+    peers: PeerClient,
+    traces: TracerProvider | None = None,
+    database: Database | None = None,
 ) -> ChainTransport:
     """The chain backend from ``config.chain``: key from its keystore file,
     the node's WebSocket JSON-RPC, the Federation contract."""
@@ -157,6 +164,7 @@ async def connect_chain_transport(
         peers,
         block_period=max(1, math.ceil(period)) if period else None,
         traces=traces,
+        database=database,
     )
 
 

@@ -41,6 +41,7 @@ from mecfed.model import (
     ServiceNeed,
     TunnelCandidate,
 )
+from mecfed.storage import Database
 from mef.tasks import TaskSet
 from mef.transport.chain import codec
 from mef.transport.chain.auction import ConsumerAuction
@@ -310,3 +311,25 @@ async def test_a_stalled_chain_is_reported(net: Net) -> None:
     with pytest.raises(Unavailable, match="chain stalled"):
         async for _ in auction.solicit_offers(_need("n-3", 1000)):
             pass
+
+
+async def test_the_scan_cursor_survives_a_restart_in_the_database(net: Net, tmp_path: Any) -> None:
+    path = tmp_path / "mef.db"
+    db = Database(path)
+    first = ConsumerSettlement(_consumer(net), db)
+    sid = await _announce(net, "d-1")
+    assert (await first.services())["d-1"] == [sid]
+    db.close()
+    db = Database(path)  # a restart
+    try:
+        row = db.query_one("SELECT block FROM chain_cursor")
+        assert row is not None and row["block"] >= 1
+        again = ConsumerSettlement(_consumer(net), db)
+        assert again._scanned_to == row["block"], "scans only the blocks after the cursor"
+        later = await _announce(net, "d-2")
+        found = await again.services()
+        assert (found["d-1"], found["d-2"]) == ([sid], [later])
+        await again.reconcile(set())
+        assert await net.feds[0].state(sid) is ServiceState.CANCELLED
+    finally:
+        db.close()
