@@ -205,15 +205,23 @@ class ConsumerAuction:
                     return
 
         pumps = [asyncio.create_task(pump_events()), asyncio.create_task(pump_heads())]
+        running = set(pumps)
         seen: set[str] = set()
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, *pumps}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {getter, *running}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for pump in done & running:
+                    running.discard(pump)
+                    if pump.exception() is not None:  # a stall, or a failed stream
+                        getter.cancel()
+                        pump.result()
                 if getter not in done:
                     getter.cancel()
-                    for pump in done:
-                        pump.result()  # a stall (or a failed stream) raises here
+                    if not running and queue.empty():
+                        break  # both streams ended: nothing more can come
                     continue
                 event = getter.result()
                 if event is None or event.name == "ServiceClosing":
