@@ -90,6 +90,7 @@ class Bidder:
         self._deployments: Deployments | None = None
         self._bids: OrderedDict[str, Bid] = OrderedDict()  # service id -> bid
         self._member = asyncio.Event()
+        self._start_block = -1
 
     # --- what the gate asks ----------------------------------------------------
 
@@ -111,6 +112,7 @@ class Bidder:
         # Listen from the current block on *before* registering: an
         # announcement in the block that admits us must not slip past.
         head = (await self.contract.client.head()).number
+        self._start_block = head
         streams = [
             (self.contract.events(["ServiceAnnounced"], from_block=head), None),
             (
@@ -185,6 +187,14 @@ class Bidder:
             await asyncio.gather(reader, return_exceptions=True)
             await stream.close()
 
+    async def _stale(self, service_id: str) -> bool:
+        """An announcement replayed from before this start: bid only if the
+        auction is still open and we did not bid on it before a restart."""
+        view = await self.contract.service(service_id)
+        if view.state != ServiceState.OPEN or view.round != 0:
+            return True
+        return (await self.contract.bid_of(service_id, self.address)).price != 0
+
     def _bid_order(self, event: Event) -> bytes:
         return hashlib.sha256(self.address.encode() + bytes(event.args["id"])).digest()
 
@@ -207,6 +217,8 @@ class Bidder:
         service_id = _service_id(event)
         if consumer == self.address or self._provider is None or service_id in self._bids:
             return  # ours, not started, or seen already (replayed): one bid each
+        if event.block_number <= self._start_block and await self._stale(service_id):
+            return
         announcement = codec.decode_requirements(bytes(event.args["requirements"]))
         need = ServiceNeed(
             announcement.federation_id,

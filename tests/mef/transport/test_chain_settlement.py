@@ -31,7 +31,7 @@ from mecfed.chain.federation import (
     status_for,
 )
 from mecfed.chain.sealing import sign_message
-from mecfed.errors import DeadlineExceeded, Unavailable
+from mecfed.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from mecfed.model import (
     AppSpec,
     Federation,
@@ -333,3 +333,31 @@ async def test_the_scan_cursor_survives_a_restart_in_the_database(net: Net, tmp_
         assert await net.feds[0].state(sid) is ServiceState.CANCELLED
     finally:
         db.close()
+
+
+async def test_a_restarted_provider_does_not_bid_on_stale_auctions(net: Net) -> None:
+    consumer = net.feds[0]
+    stale = await _announce(net, "s-old")  # announced while the provider was down
+    await net.mine()
+    tasks = TaskSet("test", 1.0)
+    quoted: list[str] = []
+
+    class Quoting(RecordingProvider):
+        async def quote(self, need: ServiceNeed, *, binding: bool = False) -> Any:
+            quoted.append(need.federation_id)
+            raise ResourceExhausted("at capacity")
+
+    try:
+        bidder = _bidder(net, tasks)
+        # deployments: only reached by order events, which this test does not send
+        await bidder.start(Quoting(), None, "127.0.0.1:1")  # type: ignore[arg-type]
+        fresh = await _announce(net, "s-new")
+        for _ in range(50):
+            if quoted:
+                break
+            await asyncio.sleep(0.1)
+        assert quoted == ["s-new"], "priced the new announcement only"
+        assert bidder.bid_on(stale) is None and bidder.bid_on(fresh) is None
+        assert await consumer.state(stale) is ServiceState.OPEN
+    finally:
+        await tasks.close()
