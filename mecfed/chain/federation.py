@@ -113,6 +113,9 @@ class FederationContract:
     async def credits(self, address: str) -> int:
         return int(await self._call("credits", to_checksum_address(address)))
 
+    async def total_members(self) -> int:
+        return int(await self._call("totalMembers"))
+
     async def limits(self) -> dict[str, int]:
         return limits_of(await self._call("limits"))
 

@@ -237,14 +237,14 @@ class ConsumerAuction:
                     seen.add(provider)
                     yield offer
             if not seen:
-                raise self._no_bid(need, window, blocks_seen)
+                raise await self._no_bid(need, window, blocks_seen)
         finally:
             for pump in pumps:
                 pump.cancel()
             await events.close()
             await heads.close()
 
-    def _no_bid(self, need: ServiceNeed, window: int, blocks: int) -> MecfedError:
+    async def _no_bid(self, need: ServiceNeed, window: int, blocks: int) -> MecfedError:
         """Why an auction got no bid, as far as the chain can tell."""
         if blocks < MIN_BIDDING_BLOCKS:
             return DeadlineExceeded(
@@ -252,10 +252,14 @@ class ConsumerAuction:
                 f"announcement; providers need {MIN_BIDDING_BLOCKS} blocks to bid (raise "
                 "offer_timeout_ms)"
             )
+        others = await self.contract.total_members() - 1
+        if others <= 0:
+            return DeadlineExceeded("no offer: no other member of the federation could bid")
         return DeadlineExceeded(
-            f"no offer: no member bid at or below max_price {need.requirements.max_price} "
-            f"within the {window} s bidding window ({blocks} blocks): every provider is at "
-            "capacity, declined, or prices above max_price"
+            f"no offer: none of the {others} other members bid at or below max_price "
+            f"{need.requirements.max_price} within the {window} s bidding window ({blocks} "
+            "blocks): each is at capacity, declined, or prices above max_price (the chain "
+            "does not say which)"
         )
 
     async def _offer_from_bid(self, auction: Auction, event: Event) -> Offer:
