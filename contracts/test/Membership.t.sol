@@ -180,7 +180,7 @@ contract MembershipFuzzTest is FederationFixture {
         fed.leave();
         _expect(Federation.NotMember.selector);
         vm.prank(caller);
-        fed.announce{value: 1}(1, 1, 60, 60, "");
+        fed.announce{value: 1}(1, 1, 60, 60, 60, 60, "");
         // ALLOWLIST: an allowed member may come back
         vm.prank(caller);
         fed.register("back", pubkeyOf[caller]);
@@ -197,8 +197,11 @@ contract MembershipFuzzTest is FederationFixture {
         assertTrue(!pending && approvals == 0, "no application");
         assertEq(fed.nonceOf(a), 0, "nonce");
         assertEq(fed.credits(a), 0, "credits");
-        (uint256 maxName, uint256 maxReq, uint256 maxSealed, uint256 maxWindow) = fed.limits();
-        assertTrue(maxName == 64 && maxReq == 1024 && maxSealed == 256 && maxWindow == 30 days, "limits");
+        uint256[13] memory l = fed.limits();
+        assertTrue(l[0] == 64 && l[1] == 1024 && l[2] == 256 && l[3] == 255, "limits");
+        assertTrue(l[4] == 2 && l[5] == 1 days && l[6] == 10 && l[7] == 1 days, "window limits");
+        assertTrue(l[8] == 30 && l[9] == 1 days && l[10] == 30 && l[11] == 30 days, "window limits");
+        assertEq(l[12], 10, "bond divisor");
         assertEq(fed.admin(), address(this), "admin");
         assertTrue(fed.membershipPolicy() == Federation.Policy.ALLOWLIST, "policy");
         assertEq(fed.totalMembers(), N, "totalMembers");
@@ -209,5 +212,51 @@ contract MembershipFuzzTest is FederationFixture {
         assertTrue(fed.isMember(a) && fed.isAllowed(a), "member");
         assertEq(fed.memberKey(a), pubkeyOf[a], "key");
         assertEq(fed.memberName(a), string.concat("mef-", vm.toString(idx % N)), "name");
+    }
+
+    /// Issue 10: votes of members who have since left must not count. 7 founders, 3 of them
+    /// colluders who approve their applicant; honest members leaving (and colluders leaving
+    /// after voting) shrink the federation, but the colluders' stale votes never admit it.
+    function test_majority_votes_of_leavers_do_not_count() public {
+        Federation maj = _majority(6); // members[0..5]
+        (address seventh, bytes memory k7) = _wallet(uint256(keccak256("seventh")));
+        vm.prank(seventh);
+        maj.register("founder-7", k7); // not a founder of _majority: apply and get admitted
+        for (uint256 i = 0; i < 4; ++i) {
+            vm.prank(members[i]);
+            maj.approve(seventh);
+        }
+        assertEq(maj.totalMembers(), 7, "7 members");
+        // colluders: members[0..2]; honest: members[3..5], seventh
+        (address sybil, bytes memory ks) = _wallet(uint256(keccak256("sybil")));
+        vm.prank(sybil);
+        maj.register("sybil", ks);
+        for (uint256 i = 0; i < 3; ++i) {
+            vm.prank(members[i]);
+            maj.approve(sybil);
+        }
+        (, uint32 approvals) = maj.applicationStatus(sybil);
+        assertEq(approvals, 3, "3 of 7: no majority");
+        // two colluders leave after voting, two honest members leave: 3 members remain
+        vm.prank(members[1]);
+        maj.leave();
+        vm.prank(members[2]);
+        maj.leave();
+        vm.prank(members[3]);
+        maj.leave();
+        assertEq(maj.totalMembers(), 4, "4 members");
+        (, approvals) = maj.applicationStatus(sybil);
+        assertEq(approvals, 0, "the count restarted with the membership change");
+        // one honest vote: with the stale votes this was 4 of 4, now it is 1 of 4
+        vm.prank(members[4]);
+        maj.approve(sybil);
+        assertTrue(!maj.isMember(sybil), "not admitted by stale votes");
+        // the remaining colluder votes again in the new epoch: 2 of 4 is still no majority
+        vm.prank(members[0]);
+        maj.approve(sybil);
+        assertTrue(!maj.isMember(sybil), "2 of 4 is no majority");
+        vm.prank(seventh);
+        maj.approve(sybil); // a real majority of the current members: 3 of 4
+        assertTrue(maj.isMember(sybil), "admitted by a current majority");
     }
 }

@@ -10,12 +10,16 @@ import {ReentrantWithdrawer, IWithdraw} from "./ReentrantWithdrawer.sol";
 contract PaymentsFuzzTest is FederationFixture {
     function testFuzz_withdraw(uint96 price, uint256 callerSeed, bool leaveFirst) public {
         price = uint96(bound(price, 1, MAXP));
-        bytes32 id = _announce(members[0], MAXP, 1, 600, 600);
+        bytes32 id = _announce(members[0], MAXP, 1, 600);
         _bid(members[1], id, price);
+        _nextBlock();
         vm.prank(members[1]);
         fed.confirmDeployment(id, "");
+        vm.prank(members[0]);
+        fed.acknowledge(id);
+        uint256 bond = _bond(id);
         address caller = _caller(callerSeed);
-        uint256 credit = caller == members[1] ? price : caller == members[0] ? MAXP - price : 0;
+        uint256 credit = caller == members[1] ? price + bond : caller == members[0] ? MAXP - price : 0;
         if (leaveFirst && _isMember(caller)) {
             vm.prank(caller);
             fed.leave(); // a member that left can still withdraw
@@ -33,7 +37,7 @@ contract PaymentsFuzzTest is FederationFixture {
         fed.withdraw();
         assertEq(caller.balance, before + credit, "paid out");
         assertEq(fed.credits(caller), 0, "credit spent");
-        assertEq(address(fed).balance, MAXP - credit, "rest stays");
+        assertEq(address(fed).balance, MAXP + bond - credit, "rest stays");
         _expect(Federation.NothingToWithdraw.selector);
         vm.prank(caller);
         fed.withdraw();
@@ -76,32 +80,49 @@ contract PaymentsFuzzTest is FederationFixture {
         assertEq(h.credits(address(this)), amount, "credit kept");
     }
 
-    /// Every escrow path ends with the consumer's and the winner's credits adding up to maxPrice.
+    /// Every escrow path ends with the consumer's and the winner's credits adding up to
+    /// maxPrice + the bond.
     function testFuzz_escrow_is_conserved(uint96 maxPrice, uint96 price, uint256 path) public {
         maxPrice = uint96(bound(maxPrice, 1, 1e30));
         price = uint96(bound(price, 1, maxPrice));
-        path = path % 4; // 0 confirm, 1 cancel open, 2 cancel after failed winner, 3 reopen+cancel
-        bytes32 id = _announce(members[0], maxPrice, path == 1 ? 2 : 1, 600, 300);
+        path = path % 5; // 0 acknowledge, 1 cancel open, 2 cancel after failed winner, 3 reopen+cancel,
+        // 4 complaint
+        bytes32 id = _announce(members[0], maxPrice, path == 1 ? 2 : 1, 600);
+        uint256 bond = _bond(id);
         _bid(members[1], id, price);
-        if (path == 0) {
+        _nextBlock();
+        if (path != 1) {
+            vm.prank(members[0]);
+            fed.sendConsumerEndpoint(id, "");
+        }
+        if (path == 0 || path == 4) {
             vm.prank(members[1]);
             fed.confirmDeployment(id, "");
+            vm.prank(members[0]);
+            if (path == 0) fed.acknowledge(id);
+            else fed.terminate(id);
         } else {
-            if (path >= 2) vm.warp(block.timestamp + 301);
+            if (path >= 2) vm.warp(fed.serviceOf(id).confirmDeadline + 1);
             if (path == 3) {
                 vm.prank(members[0]);
                 fed.reopen(id, 60);
             }
             vm.prank(members[0]);
             fed.cancel(id);
+            if (path == 1) {
+                vm.prank(members[1]);
+                fed.reclaimBond(id);
+            }
         }
-        uint256 toWinner = path == 0 ? price : 0;
+        uint256 toWinner = path == 0 ? price + bond : path == 1 || path == 4 ? bond : 0;
+        uint256 toConsumer = maxPrice + bond - toWinner;
         assertEq(fed.credits(members[1]), toWinner, "winner");
-        assertEq(fed.credits(members[0]), maxPrice - toWinner, "consumer");
-        assertEq(address(fed).balance, maxPrice, "held until withdrawn");
-        vm.prank(members[0]);
-        if (maxPrice == toWinner) _expect(Federation.NothingToWithdraw.selector);
-        fed.withdraw();
+        assertEq(fed.credits(members[0]), toConsumer, "consumer");
+        assertEq(address(fed).balance, maxPrice + bond, "held until withdrawn");
+        if (toConsumer != 0) {
+            vm.prank(members[0]);
+            fed.withdraw();
+        }
         if (toWinner != 0) {
             vm.prank(members[1]);
             fed.withdraw();

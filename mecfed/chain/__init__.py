@@ -11,6 +11,7 @@ from mecfed.chain.federation import (
     MembershipPolicy,
     ServiceState,
     ServiceView,
+    Windows,
     auction_closed,
 )
 from mecfed.chain.revert import ContractRevert
@@ -30,5 +31,6 @@ __all__ = [
     "Receipt",
     "ServiceState",
     "ServiceView",
+    "Windows",
     "auction_closed",
 ]

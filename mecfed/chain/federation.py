@@ -5,10 +5,8 @@ filtered on the node by their indexed arguments."""
 from __future__ import annotations
 
 import asyncio
-import enum
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -18,72 +16,25 @@ from mecfed import errors
 from mecfed.chain.artifact import federation_abi, federation_artifact
 from mecfed.chain.client import ChainClient, Event, Receipt
 from mecfed.chain.events import EventDecoder
+from mecfed.chain.federation_types import (
+    ALLOWLIST,
+    LIMIT_NAMES,
+    MAJORITY,
+    STATUS_BY_ERROR,
+    Announced,
+    BidInfo,
+    Member,
+    MembershipPolicy,
+    ServiceState,
+    ServiceView,
+    Windows,
+    auction_closed,
+    limits_of,
+    status_for,
+)
 from mecfed.chain.revert import ContractRevert, revert_class_for
 from mecfed.chain.sealing import pubkey_of
 from mecfed.chain.subscriptions import LogStream
-
-
-class ServiceState(enum.IntEnum):
-    NONE = 0
-    OPEN = 1
-    AWARDED = 2
-    DEPLOYED = 3
-    TERMINATED = 4
-    CANCELLED = 5
-
-
-class MembershipPolicy(enum.IntEnum):
-    ALLOWLIST = 0
-    MAJORITY = 1
-
-
-ALLOWLIST, MAJORITY = MembershipPolicy.ALLOWLIST, MembershipPolicy.MAJORITY
-
-# One mapping, documented in the contract's NatSpec header.
-STATUS_BY_ERROR: dict[str, type[errors.MecfedError]] = {
-    "NotMember": errors.PermissionDenied,
-    "NotAdmin": errors.PermissionDenied,
-    "WrongPolicy": errors.FailedPrecondition,
-    "NotAllowed": errors.PermissionDenied,
-    "AlreadyMember": errors.AlreadyExists,
-    "BadName": errors.InvalidArgument,
-    "BadPublicKey": errors.InvalidArgument,
-    "NotApplicant": errors.NotFound,
-    "AlreadyApproved": errors.AlreadyExists,
-    "EscrowMismatch": errors.InvalidArgument,
-    "InvalidK": errors.InvalidArgument,
-    "InvalidWindow": errors.InvalidArgument,
-    "RequirementsTooLong": errors.InvalidArgument,
-    "PayloadTooLong": errors.InvalidArgument,
-    "UnknownService": errors.NotFound,
-    "WrongState": errors.FailedPrecondition,
-    "NotConsumer": errors.PermissionDenied,
-    "OwnService": errors.PermissionDenied,
-    "BiddingClosed": errors.DeadlineExceeded,
-    "PriceOutOfRange": errors.InvalidArgument,
-    "BidNotLower": errors.FailedPrecondition,
-    "NotEligible": errors.PermissionDenied,
-    "DeadlineNotPassed": errors.FailedPrecondition,
-    "NoBids": errors.FailedPrecondition,
-    "NotWinner": errors.PermissionDenied,
-    "ConfirmWindowOver": errors.DeadlineExceeded,
-    "NotParty": errors.PermissionDenied,
-    "TooManyRounds": errors.ResourceExhausted,
-    "NothingToWithdraw": errors.FailedPrecondition,
-    "TransferFailed": errors.Internal,
-    "Reentrancy": errors.Aborted,
-}
-
-
-def status_for(error_name: str) -> type[errors.MecfedError] | None:
-    """The domain class of a Federation custom error (``ChainClient`` hook)."""
-    return STATUS_BY_ERROR.get(error_name)
-
-
-def auction_closed(exc: BaseException) -> bool:
-    """A bid refused because the auction ended first (its k-th bid or its
-    deadline came before ours): normal when more providers bid than k."""
-    return isinstance(exc, ContractRevert) and exc.error_name in ("WrongState", "BiddingClosed")
 
 
 def artifact() -> dict[str, Any]:
@@ -92,57 +43,6 @@ def artifact() -> dict[str, Any]:
 
 def abi() -> list[dict[str, Any]]:
     return federation_abi()
-
-
-@dataclass(frozen=True)
-class ServiceView:
-    """The contract's ``ServiceView`` struct, field by field (snake case).
-
-    Built from web3's named output, so fields the contract adds are not
-    lost: those this class does not name yet land in ``extra``; named ones
-    the deployed contract lacks keep their defaults.
-    """
-
-    consumer: str
-    max_price: int
-    k: int
-    bid_count: int
-    state: ServiceState
-    deadline: int
-    confirm_deadline: int
-    winner: str
-    best_price: int
-    round: int
-    confirm_window: int
-    bidding_window: int = 0
-    quorum: int = 0
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, named: Any) -> ServiceView:
-        values = {_snake(k): v for k, v in named._asdict().items()}
-        known = {f.name for f in fields(cls)} - {"extra"}
-        kwargs = {k: v for k, v in values.items() if k in known}
-        kwargs["state"] = ServiceState(kwargs["state"])
-        for key in ("consumer", "winner"):
-            kwargs[key] = to_checksum_address(kwargs[key])
-        extra = {k: v for k, v in values.items() if k not in known}
-        return cls(**kwargs, extra=extra)
-
-
-@dataclass(frozen=True)
-class Member:
-    address: str
-    name: str
-    pubkey: bytes  # 64 bytes, uncompressed secp256k1 without the 0x04 prefix
-
-
-@dataclass(frozen=True)
-class Announced:
-    service_id: str  # "0x" + 64 hex, lower case
-    bidding_deadline: int
-    block_number: int
-    receipt: Receipt
 
 
 # Keyword filters of events() -> indexed argument names.
@@ -213,6 +113,12 @@ class FederationContract:
     async def credits(self, address: str) -> int:
         return int(await self._call("credits", to_checksum_address(address)))
 
+    async def total_members(self) -> int:
+        return int(await self._call("totalMembers"))
+
+    async def limits(self) -> dict[str, int]:
+        return limits_of(await self._call("limits"))
+
     # -- transactions ---------------------------------------------------------
 
     async def register(self, name: str, pubkey: bytes) -> Receipt:
@@ -235,8 +141,7 @@ class FederationContract:
         self,
         max_price: int,
         k: int,
-        bidding_window: int,
-        confirm_window: int,
+        windows: Windows,
         requirements: bytes,
     ) -> Announced:
         """Announces a service, escrowing ``max_price``."""
@@ -244,8 +149,10 @@ class FederationContract:
             "announce",
             max_price,
             k,
-            bidding_window,
-            confirm_window,
+            windows.bidding,
+            windows.order,
+            windows.deploy,
+            windows.challenge,
             bytes(requirements),
             value=max_price,
         )
@@ -255,12 +162,37 @@ class FederationContract:
             bidding_deadline=int(event.args["biddingDeadline"]),
             block_number=receipt.block_number,
             receipt=receipt,
+            bond=int(event.args["bond"]),
         )
 
-    async def bid(self, service_id: str, price: int, sealed_endpoint: bytes) -> Receipt:
+    async def bid(
+        self, service_id: str, price: int, sealed_endpoint: bytes, *, bond: int | None = None
+    ) -> Receipt:
+        """Bids, paying the bond due: ``bond`` (the announced bond, if we hold
+        none on this service; 0 if we do), or looked up when None."""
+        if bond is None:
+            held = (await self.bid_of(service_id, self.client.address)).bonded
+            bond = 0 if held else (await self.service(service_id)).bond
         return await self._transact(
-            "bid", _service_id_bytes(service_id), price, bytes(sealed_endpoint)
+            "bid", _service_id_bytes(service_id), price, bytes(sealed_endpoint), value=bond
         )
+
+    async def bid_of(self, service_id: str, provider: str) -> BidInfo:
+        price, round_, live, excluded, bonded = await self._call(
+            "bidOf", _service_id_bytes(service_id), to_checksum_address(provider)
+        )
+        return BidInfo(int(price), int(round_), bool(live), bool(excluded), bool(bonded))
+
+    async def acknowledge(self, service_id: str) -> Receipt:
+        """The consumer's traffic check passed: releases the price."""
+        return await self._transact("acknowledge", _service_id_bytes(service_id))
+
+    async def settle(self, service_id: str) -> Receipt:
+        """Books the payment after an unchallenged challenge window (anyone)."""
+        return await self._transact("settle", _service_id_bytes(service_id))
+
+    async def reclaim_bond(self, service_id: str) -> Receipt:
+        return await self._transact("reclaimBond", _service_id_bytes(service_id))
 
     async def award(self, service_id: str) -> Receipt:
         return await self._transact("award", _service_id_bytes(service_id))
@@ -422,5 +354,23 @@ def _service_id_bytes(service_id: str | bytes) -> bytes:
     return raw
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+__all__ = [
+    "ALLOWLIST",
+    "LIMIT_NAMES",
+    "MAJORITY",
+    "STATUS_BY_ERROR",
+    "Announced",
+    "BidInfo",
+    "FederationContract",
+    "Member",
+    "MembershipPolicy",
+    "ServiceState",
+    "ServiceView",
+    "Windows",
+    "abi",
+    "artifact",
+    "auction_closed",
+    "deploy",
+    "limits_of",
+    "status_for",
+]

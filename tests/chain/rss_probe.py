@@ -23,7 +23,7 @@ async def _main(url: str, key: str) -> dict[str, float]:
     figures = {"python": _mib()}
     from eth_account import Account
 
-    from mecfed.chain import ChainClient, FederationContract
+    from mecfed.chain import ChainClient, FederationContract, Windows
     from mecfed.chain.sealing import pubkey_of
 
     figures["imported"] = _mib()
@@ -43,7 +43,7 @@ async def _main(url: str, key: str) -> dict[str, float]:
             await stream.wait_live()
         figures["connected"] = _mib()
         for _ in range(2):
-            await asyncio.gather(*(fed.announce(10, 1, 60, 60, b"{}") for _ in range(20)))
+            await asyncio.gather(*(fed.announce(10, 1, Windows(60), b"{}") for _ in range(20)))
         for _ in range(40):
             await asyncio.wait_for(streams[0].__anext__(), 10)
         figures["after_transactions"] = _mib()

@@ -32,7 +32,8 @@ BUILD = ROOT / "scripts/build_contract.sh"
 
 ALLOWLIST, MAJORITY = 0, 1
 # State enum
-NONE, OPEN, AWARDED, DEPLOYED, TERMINATED, CANCELLED = range(6)
+NONE, OPEN, AWARDED, DEPLOYED, TERMINATED, CANCELLED, CLOSING, ACKNOWLEDGED = range(8)
+ORDER, DEPLOY, CHALLENGE = 60, 120, 300  # the windows `announce` uses unless told
 ETHER = 10**18
 PRICE = 10**15  # realistic-ish price unit (0.001 ETH)
 
@@ -288,85 +289,58 @@ def announce(
     max_price: int = 10 * PRICE,
     k: int = 2,
     bidding: int = 600,
-    confirm: int = 600,
+    order: int = ORDER,
+    deploy: int = DEPLOY,
+    challenge: int = CHALLENGE,
     req: bytes = REQ,
 ) -> tuple[bytes, Any]:
     rcpt = s.chain.send(
-        s.fed.functions.announce(max_price, k, bidding, confirm, req), consumer, value=max_price
+        s.fed.functions.announce(max_price, k, bidding, order, deploy, challenge, req),
+        consumer,
+        value=max_price,
     )
     (ev,) = s.chain.events(s.fed, rcpt, "ServiceAnnounced")
     return ev.args.id, rcpt
+
+
+def bond_due(s: Setup, provider: Actor, sid: bytes) -> int:
+    """The bond a bid of `provider` on `sid` must carry (0 while it holds one)."""
+    *_, bonded = s.fed.functions.bidOf(sid, provider.address).call()
+    return 0 if bonded else s.fed.functions.serviceOf(sid).call()[2]
 
 
 def place_bid(
     s: Setup, provider: Actor, sid: bytes, price: int, consumer: Actor | None = None
 ) -> Any:
     endpoint = seal(consumer) if consumer else b"\x11" * 111
-    return s.chain.send(s.fed.functions.bid(sid, price, endpoint), provider)
+    return s.chain.send(
+        s.fed.functions.bid(sid, price, endpoint), provider, value=bond_due(s, provider, sid)
+    )
+
+
+SERVICE_FIELDS = [
+    "consumer",
+    "maxPrice",
+    "bond",
+    "k",
+    "bidCount",
+    "state",
+    "deadline",
+    "closeBlock",
+    "orderDeadline",
+    "confirmDeadline",
+    "challengeDeadline",
+    "winner",
+    "bestPrice",
+    "round",
+    "biddingWindow",
+    "orderWindow",
+    "deployWindow",
+    "challengeWindow",
+    "ordered",
+]
 
 
 def service(s: Setup, sid: bytes) -> dict[str, Any]:
     v = s.fed.functions.serviceOf(sid).call()
-    keys_ = [
-        "consumer",
-        "maxPrice",
-        "k",
-        "bidCount",
-        "state",
-        "deadline",
-        "confirmDeadline",
-        "winner",
-        "bestPrice",
-        "round",
-        "confirmWindow",
-        "biddingWindow",
-        "quorum",
-    ]
-    return dict(zip(keys_, v, strict=True))
-
-
-# Storage layout of Federation (checked against serviceOf by `auction_word`): `_services` is the
-# mapping at slot 6; a Service's auction word is its second slot.
-SERVICES_SLOT = 6
-AUCTION_FIELDS = [  # (name, bits), from the least significant bit up
-    ("bestPrice", 96),
-    ("best", 32),
-    ("deadline", 40),
-    ("confirmWindow", 32),
-    ("quorum", 16),
-    ("bidCount", 16),
-    ("round", 16),
-    ("state", 8),
-]
-
-
-def auction_slot(sid: bytes) -> int:
-    return int.from_bytes(keccak(sid + SERVICES_SLOT.to_bytes(32, "big")), "big") + 1
-
-
-def auction_word(s: Setup, sid: bytes) -> dict[str, int]:
-    """The decoded auction word of `sid`, asserted consistent with serviceOf (so a layout
-    change fails here, not silently in a test that writes storage)."""
-    raw = s.chain.w3.eth.get_storage_at(s.fed.address, auction_slot(sid))
-    word, fields, shift = int.from_bytes(raw, "big"), {}, 0
-    for name, bits in AUCTION_FIELDS:
-        fields[name] = (word >> shift) & ((1 << bits) - 1)
-        shift += bits
-    assert shift == 256
-    v = service(s, sid)
-    for name in ("deadline", "confirmWindow", "quorum", "bidCount", "round"):
-        assert fields[name] == v[name], (name, fields, v)
-    return fields
-
-
-def set_auction_word(s: Setup, sid: bytes, **changes: int) -> None:
-    fields = {**auction_word(s, sid), **changes}
-    word, shift = 0, 0
-    for name, bits in AUCTION_FIELDS:
-        assert 0 <= fields[name] < 1 << bits
-        word |= fields[name] << shift
-        shift += bits
-    s.chain.rpc(
-        "anvil_setStorageAt",
-        [s.fed.address, hex(auction_slot(sid)), "0x" + word.to_bytes(32, "big").hex()],
-    )
+    return dict(zip(SERVICE_FIELDS, v, strict=True))

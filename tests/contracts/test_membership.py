@@ -71,7 +71,7 @@ def test_leave(setup: Setup) -> None:
     assert fed.functions.memberKey(m.address).call() == b""
     assert fed.functions.totalMembers().call() == 7
     c.reverts("NotMember", fed.functions.leave(), m)
-    c.reverts("NotMember", fed.functions.announce(1, 1, 60, 60, b""), m, value=1)
+    c.reverts("NotMember", fed.functions.announce(1, 1, 60, 60, 60, 60, b""), m, value=1)
     # ALLOWLIST: still on the list, so it may come back
     c.send(fed.functions.register("mef-m3", m.pubkey), m)
     assert fed.functions.isMember(m.address).call()
@@ -97,7 +97,7 @@ def test_majority_admission(setup: Setup) -> None:
     (ev,) = c.events(fed, rcpt, "MemberApplied")
     assert ev.args.applicant == newcomer.address and ev.args.pubkey == newcomer.pubkey
     assert not fed.functions.isMember(newcomer.address).call()
-    c.reverts("NotMember", fed.functions.announce(1, 1, 60, 60, b""), newcomer, value=1)
+    c.reverts("NotMember", fed.functions.announce(1, 1, 60, 60, 60, 60, b""), newcomer, value=1)
     c.reverts("NotMember", fed.functions.approve(newcomer.address), late)  # non-member approver
     c.reverts("NotMember", fed.functions.approve(newcomer.address), newcomer)  # self-approval
 

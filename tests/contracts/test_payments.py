@@ -7,6 +7,7 @@ from eth_utils import keccak
 from .conftest import ETHER, PRICE, Setup, announce, make_actor, place_bid
 
 MAXP = 10 * PRICE
+BOND = MAXP // 10
 
 
 def test_withdraw_pays_credits_once(setup: Setup) -> None:
@@ -15,9 +16,11 @@ def test_withdraw_pays_credits_once(setup: Setup) -> None:
     c.reverts("NothingToWithdraw", fed.functions.withdraw(), p1)
     sid, _ = announce(setup, cons, k=1)
     place_bid(setup, p1, sid, 4 * PRICE)
+    c.rpc("evm_mine")
     c.send(fed.functions.confirmDeployment(sid, b"e"), p1)
-    assert c.balance(fed.address) == MAXP
-    for who, amount in [(p1, 4 * PRICE), (cons, MAXP - 4 * PRICE)]:
+    c.send(fed.functions.acknowledge(sid), cons)
+    assert c.balance(fed.address) == MAXP + BOND
+    for who, amount in [(p1, 4 * PRICE + BOND), (cons, MAXP - 4 * PRICE)]:
         before = c.balance(who.address)
         rcpt = c.send(fed.functions.withdraw(), who)
         fee = rcpt.gasUsed * rcpt.effectiveGasPrice
@@ -34,9 +37,11 @@ def test_full_price_bid_leaves_no_refund_and_cancel_refunds(setup: Setup) -> Non
     cons, p1 = setup.members[:2]
     sid, _ = announce(setup, cons, k=1)
     place_bid(setup, p1, sid, MAXP)
+    c.rpc("evm_mine")
     c.send(fed.functions.confirmDeployment(sid, b"e"), p1)
+    c.send(fed.functions.acknowledge(sid), cons)
     assert fed.functions.credits(cons.address).call() == 0
-    assert fed.functions.credits(p1.address).call() == MAXP
+    assert fed.functions.credits(p1.address).call() == MAXP + BOND
     sid2, _ = announce(setup, cons, k=1)
     c.send(fed.functions.cancel(sid2), cons)
     before = c.balance(cons.address)
@@ -49,7 +54,9 @@ def test_left_member_can_still_withdraw(setup: Setup) -> None:
     cons, p1 = setup.members[:2]
     sid, _ = announce(setup, cons, k=1)
     place_bid(setup, p1, sid, PRICE)
+    c.rpc("evm_mine")
     c.send(fed.functions.confirmDeployment(sid, b"e"), p1)
+    c.send(fed.functions.acknowledge(sid), cons)
     c.send(fed.functions.leave(), p1)
     c.send(fed.functions.withdraw(), p1)
     assert fed.functions.credits(p1.address).call() == 0

@@ -11,7 +11,6 @@ import {Federation} from "../../Federation.sol";
 abstract contract FederationFixture is FederationDeployer {
     uint256 internal constant N = 6;
     uint256 internal constant T0 = 1_700_000_000;
-    uint256 internal constant MAX_WINDOW = 30 days;
     uint256 internal constant MAX_SEALED = 256;
     uint256 internal constant MAX_REQUIREMENTS = 1024;
     uint96 internal constant MAXP = 10 ether;
@@ -66,25 +65,46 @@ abstract contract FederationFixture is FederationDeployer {
 
     // ------------------------------------------------------------------ auction helpers
 
-    function _announce(address consumer, uint96 maxPrice, uint16 k, uint32 bw, uint32 cw)
+    uint32 internal constant OW = 60; // order window used by the helpers
+    uint32 internal constant DW = 120; // deploy window
+    uint32 internal constant CHW = 300; // challenge window
+
+    /// @dev Announces with bidding window `bw` and the helpers' order/deploy/challenge windows.
+    function _announce(address consumer, uint96 maxPrice, uint16 k, uint32 bw)
         internal
         returns (bytes32 id)
     {
         vm.deal(consumer, consumer.balance + maxPrice);
         vm.prank(consumer);
-        id = fed.announce{value: maxPrice}(maxPrice, k, bw, cw, "req");
+        id = fed.announce{value: maxPrice}(maxPrice, k, bw, OW, DW, CHW, "req");
     }
 
+    function _bond(bytes32 id) internal view returns (uint96) {
+        return fed.serviceOf(id).bond;
+    }
+
+    /// @dev A bid with the bond due (none if the bidder holds one on `id`).
     function _bid(address provider, bytes32 id, uint96 price) internal {
+        (,,,, bool bonded) = fed.bidOf(id, provider);
+        uint96 due = bonded ? 0 : _bond(id);
+        vm.deal(provider, provider.balance + due);
         vm.prank(provider);
-        fed.bid(id, price, hex"5ea1ed");
+        fed.bid{value: due}(id, price, hex"5ea1ed");
     }
 
-    /// @dev Announced by members[0] (k, windows as given), then bids by members[1..bids] at
-    ///      prices 3, 4, 5, ... ether (members[1] lowest).
-    function _withBids(uint16 k, uint256 bids, uint32 bw, uint32 cw) internal returns (bytes32 id) {
-        id = _announce(members[0], MAXP, k, bw, cw);
-        for (uint256 i = 1; i <= bids; ++i) _bid(members[i], id, uint96((2 + i) * 1 ether));
+    /// @dev Announced by members[0] (k, bidding window as given), then bids by
+    ///      members[1..bids] at prices 3, 4, 5, ... ether (members[1] lowest), one block each.
+    function _withBids(uint16 k, uint256 bids, uint32 bw) internal returns (bytes32 id) {
+        id = _announce(members[0], MAXP, k, bw);
+        for (uint256 i = 1; i <= bids; ++i) {
+            _bid(members[i], id, uint96((2 + i) * 1 ether));
+            vm.roll(block.number + 1);
+        }
+    }
+
+    function _nextBlock() internal {
+        vm.roll(block.number + 1);
+        vm.warp(block.timestamp + 1);
     }
 
     function _view(bytes32 id) internal view returns (Federation.ServiceView memory) {
@@ -116,12 +136,6 @@ abstract contract FederationFixture is FederationDeployer {
     uint8 internal constant DEPLOYED = 3;
     uint8 internal constant TERMINATED = 4;
     uint8 internal constant CANCELLED = 5;
-
-    // ------------------------------------------------------------------ storage
-
-    /// @dev Slot of the auction word of `id` (`_services` is the mapping at slot 6; the auction
-    ///      is the Service's second slot). Tests that use it check it against serviceOf.
-    function _auctionSlot(bytes32 id) internal pure returns (bytes32) {
-        return bytes32(uint256(keccak256(abi.encode(id, uint256(6)))) + 1);
-    }
+    uint8 internal constant CLOSING = 6;
+    uint8 internal constant ACKNOWLEDGED = 7;
 }

@@ -13,6 +13,7 @@ interface Vm {
 
     // environment
     function warp(uint256 newTimestamp) external;
+    function roll(uint256 newHeight) external;
     function deal(address account, uint256 newBalance) external;
     function store(address target, bytes32 slot, bytes32 value) external;
     function load(address target, bytes32 slot) external view returns (bytes32 data);

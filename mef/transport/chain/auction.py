@@ -1,16 +1,18 @@
 """The consumer's side of the chain market: announce, collect bids, let the
-contract award, hand the order to the winner, settle.
+contract award, hand the order to the winner, acknowledge or settle.
 
-Announce (escrowing max_price) → bids arrive as BidPlaced events, each with
-the bidder's Mff contact sealed to us → the k-th bid closes the auction
-on-chain in its own transaction (or the first block past the bidding
-deadline does) → we hand the winner our order directly over Mff gRPC, signed
-with our chain key, and it answers with a deployment notice signed with its
-chain key, so we connect before any further block. The on-chain record stays
-complete: our order (sealed to the winner) and the winner's confirmation
-(sealed to us) follow in the next block, off the critical path; they are
-also the slow path when the winner cannot be reached directly. A winner
-that fails declines on-chain and the contract awards the auction anew.
+Announce (escrowing max_price, with bounded windows) → bids arrive as
+BidPlaced events, each with the bidder's Mff contact sealed to us → the k-th
+bid marks the auction Closing in its block (bids in that same block still
+compete) and the winner is final once that block is mined (or the first
+block past the bidding deadline closes it) → we hand the winner our order
+directly over Mff gRPC, signed with our chain key, before the order
+deadline, and it answers with a deployment notice signed with its chain key.
+Our order (sealed to the winner) also goes on-chain, which binds the
+winner's bond; the winner's confirmation (sealed to us) starts the challenge
+window. The price is paid only when we acknowledge (after our traffic
+check) or when the challenge window passes without our complaint; a
+terminate before that is the complaint and refunds us.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from opentelemetry.trace import Span, Tracer
 
 from mecfed import tracing
 from mecfed.chain.client import Event, Receipt
-from mecfed.chain.federation import FederationContract, ServiceState
+from mecfed.chain.federation import FederationContract, ServiceState, Windows
 from mecfed.chain.sealing import sign_message, verify_signer
 from mecfed.errors import (
     DeadlineExceeded,
@@ -39,23 +41,32 @@ from mecfed.errors import (
 from mecfed.model import (
     DeploymentOrder,
     DeploymentResult,
-    Federation,
     Installation,
     Offer,
     ServiceNeed,
 )
 from mecfed.tracing import set_attributes, step_span
-from mef.tasks import TaskSet
 from mef.transport.chain import codec
+from mef.transport.chain.chaintime import wait_block_after, wait_chain_time
 from mef.transport.chain.payouts import Payouts
 from mef.transport.peer_client import PeerClient, PeerContact
 
 log = logging.getLogger(__name__)
 
+# The winner's deploy window (seconds from the order deadline to the confirm
+# deadline) and our challenge window (from its confirmation).
 CONFIRM_WINDOW_S = 300
+CHALLENGE_WINDOW_S = 300
+# Our order is handed over at once after the close; the window only has to
+# survive slow blocks.
+ORDER_WINDOW_S = 60
 # Block timestamps are whole seconds and a loaded node lags: below this a
 # provider that answers at once can still miss the deadline.
 MIN_BIDDING_WINDOW_S = 4
+# A provider sees the announcement in a block and bids in a later one: a
+# round that closes fewer blocks than this after its announcement could not
+# have had a bid.
+MIN_BIDDING_BLOCKS = 2
 # Direct hand-off failures after which the on-chain path may still succeed:
 # the winner is unreachable, or it is already deploying from the chain.
 RETRY_ON_CHAIN = (Unavailable, DeadlineExceeded, FailedPrecondition)
@@ -100,10 +111,10 @@ class ConsumerAuction:
         account: LocalAccount,
         peers: PeerClient,
         payouts: Payouts,
-        tasks: TaskSet,
         tracer: Tracer,
         *,
         confirm_window: int = CONFIRM_WINDOW_S,
+        challenge_window: int = CHALLENGE_WINDOW_S,
         block_period: int | None = None,
     ) -> None:
         self.system_id = system_id
@@ -111,11 +122,11 @@ class ConsumerAuction:
         self.account = account
         self.peers = peers
         self.payouts = payouts
-        self.tasks = tasks
         self.tracer = tracer
         self.confirm_window = confirm_window
+        self.challenge_window = challenge_window
         self._period = block_period
-        self._auctions: dict[str, Auction] = {}  # federation id -> auction
+        self.auctions: dict[str, Auction] = {}  # federation id -> auction
 
     # --- chain time ---------------------------------------------------------
 
@@ -126,26 +137,24 @@ class ConsumerAuction:
         return self._period
 
     async def wait_chain_time(self, timestamp: int) -> None:
-        """Until a block at or past ``timestamp`` exists."""
-        heads = self.contract.client.heads()
-        try:
-            if (await self.contract.client.head()).timestamp >= timestamp:
-                return
-            async for head in heads:
-                if head.timestamp >= timestamp:
-                    return
-        finally:
-            await heads.close()
+        await wait_chain_time(self.contract.client, timestamp)
 
     # --- offers -------------------------------------------------------------
 
     async def solicit_offers(self, need: ServiceNeed) -> AsyncIterator[Offer]:
+        period = await self.block_period()
         # Bids need blocks: a window shorter than a few block periods would
         # close before any provider could answer the announcement.
         window = max(
             math.ceil(need.requirements.offer_timeout_ms / 1000),
-            3 * await self.block_period(),
+            3 * period,
             MIN_BIDDING_WINDOW_S,
+        )
+        windows = Windows(
+            bidding=window,
+            order=max(ORDER_WINDOW_S, 5 * period),
+            deploy=self.confirm_window,
+            challenge=self.challenge_window,
         )
         with step_span(self.tracer, "announce", bidding_window_s=window) as span:
             # The traceparent rides in the announcement: providers' spans
@@ -156,39 +165,67 @@ class ConsumerAuction:
             announced = await self.contract.announce(
                 need.requirements.max_price,
                 need.requirements.offers_to_wait_for,
-                window,
-                self.confirm_window,
+                windows,
                 requirements,
             )
             tx_attributes(span, announced.receipt, service_id=announced.service_id)
         auction = Auction(announced.service_id, announced.bidding_deadline, announced.block_number)
-        self._auctions[need.federation_id] = auction
+        self.auctions[need.federation_id] = auction
         events = self.contract.events(
-            ["BidPlaced", "ServiceAwarded"],
+            ["BidPlaced", "ServiceClosing"],
             service_id=auction.service_id,
             from_block=auction.block,
         )
         heads = self.contract.client.heads()
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        last_head = announced.block_number
+        blocks_seen = 0
 
         async def pump_events() -> None:
             async for event in events:
                 await queue.put(event)
 
         async def pump_heads() -> None:
-            # Bidding ends with the first block at or past the deadline.
-            async for head in heads:
+            nonlocal last_head, blocks_seen
+            # Bidding ends with the first block at or past the deadline; no
+            # block for a whole window plus slack is a stalled chain.
+            stall = window + 3 * period + 5
+            while True:
+                try:
+                    head = await asyncio.wait_for(anext(heads), stall)
+                except TimeoutError:
+                    raise Unavailable(
+                        f"no offer: the chain stalled (no new block for {stall} s after "
+                        f"block #{last_head}); the auction {auction.service_id} cannot end"
+                    ) from None
+                blocks_seen = head.number - announced.block_number
+                last_head = head.number
                 if head.timestamp >= auction.deadline:
                     await queue.put(None)
                     return
 
         pumps = [asyncio.create_task(pump_events()), asyncio.create_task(pump_heads())]
+        running = set(pumps)
         seen: set[str] = set()
         try:
-            while (event := await queue.get()) is not None:
-                if event.name == "ServiceAwarded":
-                    auction.winner = str(event.args["provider"])
-                    return
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, *running}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for pump in done & running:
+                    running.discard(pump)
+                    if pump.exception() is not None:  # a stall, or a failed stream
+                        getter.cancel()
+                        pump.result()
+                if getter not in done:
+                    getter.cancel()
+                    if not running and queue.empty():
+                        break  # both streams ended: nothing more can come
+                    continue
+                event = getter.result()
+                if event is None or event.name == "ServiceClosing":
+                    break
                 provider = str(event.args["provider"])
                 try:
                     offer = await self._offer_from_bid(auction, event)
@@ -199,11 +236,31 @@ class ConsumerAuction:
                 if provider not in seen:  # a lowered re-bid: award() reads the contract
                     seen.add(provider)
                     yield offer
+            if not seen:
+                raise await self._no_bid(need, window, blocks_seen)
         finally:
             for pump in pumps:
                 pump.cancel()
             await events.close()
             await heads.close()
+
+    async def _no_bid(self, need: ServiceNeed, window: int, blocks: int) -> MecfedError:
+        """Why an auction got no bid, as far as the chain can tell."""
+        if blocks < MIN_BIDDING_BLOCKS:
+            return DeadlineExceeded(
+                f"no offer: the bidding window of {window} s ended {blocks} block(s) after the "
+                f"announcement; providers need {MIN_BIDDING_BLOCKS} blocks to bid (raise "
+                "offer_timeout_ms)"
+            )
+        others = await self.contract.total_members() - 1
+        if others <= 0:
+            return DeadlineExceeded("no offer: no other member of the federation could bid")
+        return DeadlineExceeded(
+            f"no offer: none of the {others} other members bid at or below max_price "
+            f"{need.requirements.max_price} within the {window} s bidding window ({blocks} "
+            "blocks): each is at capacity, declined, or prices above max_price (the chain "
+            "does not say which)"
+        )
 
     async def _offer_from_bid(self, auction: Auction, event: Event) -> Offer:
         provider = str(event.args["provider"])
@@ -215,29 +272,34 @@ class ConsumerAuction:
             provider_id=member.name,
             price=int(event.args["price"]),
             ref=BidRef(auction.service_id, provider, contact),
-            valid_until=auction.deadline + self.confirm_window,
+            valid_until=auction.deadline + ORDER_WINDOW_S + self.confirm_window,
         )
 
     # --- award --------------------------------------------------------------
 
     def auction(self, federation_id: str) -> Auction:
-        auction = self._auctions.get(federation_id)
+        auction = self.auctions.get(federation_id)
         if auction is None:
             raise FailedPrecondition(f"{federation_id} was never announced")
         return auction
 
+    async def _final(self, service_id: str) -> Any:
+        """The service once no bid can change its winner: a Closing round
+        is final at the end of its closing block (already mined when we read
+        it); an Open one with bids at its deadline."""
+        view = await self.contract.service(service_id)
+        if view.state == ServiceState.OPEN and view.bid_count:
+            await self.wait_chain_time(view.deadline)
+            view = await self.contract.service(service_id)
+        return view
+
     async def award(self, need: ServiceNeed, failed: Sequence[Offer]) -> Offer | None:
         """The contract, not our reading of the logs, decides the winner."""
         auction = self.auction(need.federation_id)
-        if failed:
-            if not await self._reawarded(auction, failed[-1]):
-                return None
-        elif await self.contract.state(auction.service_id) != ServiceState.AWARDED:
-            # Fewer than k bids: the auction closes by itself once a block at
-            # or past the deadline exists; no transaction is needed for that.
-            await self.wait_chain_time(auction.deadline)
-        view = await self.contract.service(auction.service_id)
-        if view.state != ServiceState.AWARDED:
+        if failed and not await self._reawarded(auction, failed[-1]):
+            return None
+        view = await self._final(auction.service_id)
+        if not view.state.awarded:
             return None  # no bids at all
         auction.winner = view.winner
         offer = auction.bids.get(view.winner)
@@ -251,7 +313,7 @@ class ConsumerAuction:
 
     async def _reawarded(self, auction: Auction, failed: Offer) -> bool:
         """After a failed winner: waits for it to decline (the contract then
-        reopens the auction) and for the new round to end. False if it never
+        starts a new round) and for the new round to end. False if it never
         declines (unreachable winner) or nobody bids again."""
         period = await self.block_period()
         view = await self.contract.service(auction.service_id)
@@ -268,11 +330,11 @@ class ConsumerAuction:
                         )
                         return False
                     continue
-                if view.state == ServiceState.AWARDED:
+                if view.state.awarded:
                     auction.deadline = view.deadline
                     return True
                 if view.state != ServiceState.OPEN or head.timestamp >= view.deadline:
-                    return False  # reopened, and the new round got no bid
+                    return False  # a new round, and it got no bid
         finally:
             await heads.close()
         return False
@@ -300,17 +362,20 @@ class ConsumerAuction:
         provider = await self.contract.member(ref.provider)
         if provider is None:
             raise FailedPrecondition(f"the winner {ref.provider} is no longer a member")
+        auction = self.auction(order.federation_id)
+        view = await self.contract.service(ref.service_id)
+        if (await self.contract.client.head()).timestamp > view.order_deadline:
+            raise DeadlineExceeded(
+                f"the order window of {ref.service_id} closed at {view.order_deadline}"
+            )
         sealed = codec.seal_order(
             provider.pubkey,
             codec.SealedOrder(order.federation_id, order.consumer_endpoint, order.candidates),
         )
-        auction = self.auction(order.federation_id)
         slow = asyncio.create_task(self._await_confirmation(auction, ref.provider))
-        # The on-chain record of our order; also the winner's slow path.
-        self.tasks.spawn(
-            self.contract.send_consumer_endpoint(ref.service_id, sealed),
-            f"sendConsumerEndpoint {ref.service_id}",
-        )
+        # The on-chain record of our order: binds the winner's bond, and is
+        # the winner's slow path.
+        on_chain = asyncio.create_task(self.contract.send_consumer_endpoint(ref.service_id, sealed))
         fast = asyncio.create_task(self._hand_off(ref, order, timeout))
         try:
             done, _ = await asyncio.wait(
@@ -336,6 +401,15 @@ class ConsumerAuction:
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task
+            # The order must be on-chain before we leave: a terminate that
+            # follows must see it (and it may revert once the service moved on).
+            with contextlib.suppress(MecfedError):
+                await on_chain
+
+    async def _order_on_chain(self, service_id: str, view: Any, sealed: bytes) -> None:
+        if view.state == ServiceState.CLOSING:
+            await wait_block_after(self.contract.client, view.close_block)
+        await self.contract.send_consumer_endpoint(service_id, sealed)
 
     async def _hand_off(
         self, ref: BidRef, order: DeploymentOrder, timeout: float
@@ -380,48 +454,26 @@ class ConsumerAuction:
             await events.close()
         raise DeadlineExceeded(f"no confirmation of {auction.service_id}")
 
-    # --- settlement -------------------------------------------------------------
-
-    async def terminate(self, federation: Federation) -> None:
-        """Ends the service on-chain from whatever state it reached, so no
-        escrow stays locked: Deployed → terminate, Open → cancel, Awarded to
-        a winner that never confirmed → cancel once its confirm window is
-        over (in the background)."""
-        auction = self._auctions.get(federation.federation_id)
-        if auction is None:
-            return  # never announced: nothing on the chain
-        if federation.app_instance_id and auction.contact is not None:
-            # Ask the provider directly too, so it need not wait for a block.
-            with contextlib.suppress(MecfedError):
-                await self.peers.remove(
-                    PeerContact(auction.contact.endpoint, auction.contact.name),
-                    federation.app_instance_id,
-                    timeout=30,
-                )
-        service_id = auction.service_id
-        state = await self.contract.state(service_id)
-        if state == ServiceState.AWARDED and federation.app_instance_id and auction.winner:
-            # A direct hand-off succeeded; its on-chain confirmation is due.
-            with contextlib.suppress(MecfedError, TimeoutError):
-                await asyncio.wait_for(
-                    self._await_confirmation(auction, auction.winner),
-                    3 * await self.block_period() + 5,
-                )
-            state = await self.contract.state(service_id)
-        if state == ServiceState.DEPLOYED:
-            await self.contract.terminate(service_id)
-        elif state == ServiceState.OPEN:
-            await self.contract.cancel(service_id)
-        elif state == ServiceState.AWARDED:
-            self.tasks.spawn(self._recover_escrow(service_id), f"escrow {service_id}")
-            return
-        self.tasks.spawn(self.payouts.withdraw(), "withdraw")
-
-    async def _recover_escrow(self, service_id: str) -> None:
+    async def acknowledge(self, service_id: str, from_block: int) -> None:
+        """Our traffic check passed: release the price once the winner's
+        confirmation is on-chain (the direct hand-off comes before it)."""
         view = await self.contract.service(service_id)
-        await self.wait_chain_time(view.confirm_deadline + 1)
-        # Past the confirm deadline an unconfirmed award can be cancelled.
-        await self.contract.cancel(service_id)
+        if view.state.awarded:
+            now = (await self.contract.client.head()).timestamp
+            wait = max(1, view.confirm_deadline - now) + 3 * await self.block_period()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._await_confirmation(Auction(service_id, 0, from_block), view.winner),
+                    wait,
+                )
+            view = await self.contract.service(service_id)
+        if view.state == ServiceState.ACKNOWLEDGED:
+            return  # the challenge window passed: paid without us
+        if view.state != ServiceState.DEPLOYED:
+            raise FailedPrecondition(f"{service_id} is {view.state.name}: nothing to acknowledge")
+        with step_span(self.tracer, "acknowledge", service_id=service_id) as span:
+            receipt = await self.contract.acknowledge(service_id)
+            tx_attributes(span, receipt)
         await self.payouts.withdraw()
 
 

@@ -1,13 +1,16 @@
-"""The provider's side of the chain market: bid on announcements, deploy
-what it won, confirm (which pays it), decline what it could not deploy.
+"""The provider's side of the chain market: bid on announcements (each
+first bid on a service carries the announced bond), deploy what it won,
+confirm, get paid when the consumer acknowledges or the challenge window
+passes, decline what it could not deploy, reclaim the bonds of lost bids.
 
 Every ServiceAnnounced event is priced by the provider workflow and answered
 with a bid carrying our Mff contact sealed to the consumer. Orders reach the
 provider's deployments registry either over Mff gRPC (admitted by the
 :class:`~mef.transport.chain.gate.ChainGate`) or, on the slow path, from a
 ConsumerEndpoint event; both go through the same registry. A bid that lost
-frees the capacity its quote held; a reopened auction (the winner declined)
-is bid on again.
+frees the capacity its quote held and its bond is reclaimed; a reopened
+auction (the winner declined) is bid on again. A service the consumer ends
+(cancelled, or terminated: also its complaint) releases our deployment.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from opentelemetry.trace import Tracer
 
 from mecfed import tracing
 from mecfed.chain.client import Event
-from mecfed.chain.federation import FederationContract, auction_closed
-from mecfed.errors import FailedPrecondition, MecfedError
+from mecfed.chain.federation import FederationContract, ServiceState, auction_closed
+from mecfed.chain.revert import ContractRevert
+from mecfed.errors import FailedPrecondition, MecfedError, NotFound
 from mecfed.model import Installation, OverlayEndpoint, Requirements, ServiceNeed
 from mecfed.tracing import set_attributes, step_span
 from mef.deployments import Deployments
@@ -33,6 +37,7 @@ from mef.tasks import TaskSet
 from mef.transport.base import Admission, ProviderHandler
 from mef.transport.chain import codec
 from mef.transport.chain.auction import tx_attributes
+from mef.transport.chain.chaintime import wait_block_after, wait_chain_time
 from mef.transport.chain.payouts import Payouts
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,7 @@ class Bid:
     need: ServiceNeed  # consumer_id: the consumer's chain address
     offer_ref: str  # the binding quote that backs the bid ("" once lost or withdrawn)
     traceparent: str = ""
+    bond: int | None = None  # the announced bond while we hold none; None: look it up
 
     @property
     def consumer(self) -> str:
@@ -84,6 +90,7 @@ class Bidder:
         self._deployments: Deployments | None = None
         self._bids: OrderedDict[str, Bid] = OrderedDict()  # service id -> bid
         self._member = asyncio.Event()
+        self._start_block = -1
 
     # --- what the gate asks ----------------------------------------------------
 
@@ -105,15 +112,28 @@ class Bidder:
         # Listen from the current block on *before* registering: an
         # announcement in the block that admits us must not slip past.
         head = (await self.contract.client.head()).number
+        self._start_block = head
         streams = [
             (self.contract.events(["ServiceAnnounced"], from_block=head), None),
             (
                 self.contract.events(["ConsumerEndpoint"], provider=self.address, from_block=head),
                 self._on_consumer_endpoint,
             ),
-            (self.contract.events(["ServiceAwarded"], from_block=head), self._on_awarded),
+            (
+                self.contract.events(["ServiceClosing", "ServiceAwarded"], from_block=head),
+                self._on_closed,
+            ),
             (self.contract.events(["ServiceReopened"], from_block=head), self._on_reopened),
-            (self.contract.events(["ServiceTerminated"], from_block=head), self._on_terminated),
+            (
+                self.contract.events(["ServiceTerminated", "ServiceCancelled"], from_block=head),
+                self._on_ended,
+            ),
+            (
+                self.contract.events(
+                    ["ServiceAcknowledged"], provider=self.address, from_block=head
+                ),
+                self._on_acknowledged,
+            ),
         ]
         for stream, handler in streams:
             if handler is None:
@@ -167,8 +187,23 @@ class Bidder:
             await asyncio.gather(reader, return_exceptions=True)
             await stream.close()
 
+    async def _stale(self, service_id: str) -> bool:
+        """An announcement replayed from before this start: bid only if the
+        auction is still open and we did not bid on it before a restart."""
+        view = await self.contract.service(service_id)
+        if view.state != ServiceState.OPEN or view.round != 0:
+            return True
+        return (await self.contract.bid_of(service_id, self.address)).price != 0
+
     def _bid_order(self, event: Event) -> bytes:
         return hashlib.sha256(self.address.encode() + bytes(event.args["id"])).digest()
+
+    @property
+    def provider(self) -> ProviderHandler | None:
+        return self._provider
+
+    def remember(self, bid: Bid) -> None:
+        self._remember(bid)
 
     def _remember(self, bid: Bid) -> None:
         self._bids[bid.service_id] = bid
@@ -182,6 +217,8 @@ class Bidder:
         service_id = _service_id(event)
         if consumer == self.address or self._provider is None or service_id in self._bids:
             return  # ours, not started, or seen already (replayed): one bid each
+        if event.block_number <= self._start_block and await self._stale(service_id):
+            return
         announcement = codec.decode_requirements(bytes(event.args["requirements"]))
         need = ServiceNeed(
             announcement.federation_id,
@@ -189,7 +226,7 @@ class Bidder:
             announcement.app,
             Requirements(int(event.args["maxPrice"])),
         )
-        bid = Bid(service_id, need, "", announcement.traceparent)
+        bid = Bid(service_id, need, "", announcement.traceparent, bond=int(event.args["bond"]))
         await self._bid(bid, announced_in_block=event.block_number)
 
     async def _bid(self, bid: Bid, **attributes: Any) -> None:
@@ -219,7 +256,10 @@ class Bidder:
                 sealed = codec.seal_contact(
                     consumer.pubkey, codec.MffContact(self.mff_endpoint, self.system_id)
                 )
-                receipt = await self.contract.bid(bid.service_id, offer.price, sealed)
+                receipt = await self.contract.bid(
+                    bid.service_id, offer.price, sealed, bond=bid.bond
+                )
+                bid.bond = 0  # held from now on
             except BaseException as exc:
                 # No bid on chain, so no award will ever release the capacity
                 # the quote holds (its validity runs past the confirm window).
@@ -230,26 +270,66 @@ class Bidder:
                     return
                 raise
             tx_attributes(span, receipt, price=offer.price)
+        # A round that ends at its deadline emits nothing: look then.
+        self.tasks.spawn(self._after_deadline(bid), f"round end {bid.service_id}")
+
+    async def _after_deadline(self, bid: Bid) -> None:
+        view = await self.contract.service(bid.service_id)
+        await wait_chain_time(self.contract.client, view.deadline)
+        await self._check_lost(bid.service_id)
 
     def _lose(self, bid: Bid) -> None:
         if self._provider is not None and bid.offer_ref:
             self._provider.withdraw(bid.offer_ref)
         bid.offer_ref = ""
 
-    async def _on_awarded(self, event: Event) -> None:
-        """A bid of ours that lost frees the capacity it held."""
-        bid = self._bids.get(_service_id(event))
-        if bid is not None and str(event.args["provider"]) != self.address:
-            self._lose(bid)
+    async def _on_closed(self, event: Event) -> None:
+        await self._check_lost(_service_id(event))
+
+    async def _check_lost(self, service_id: str) -> None:
+        """A round that closed without us as winner: the quote's capacity is
+        free and the bond comes back. (Read from a mined block, a Closing
+        round's winner is final.)"""
+        bid = self._bids.get(service_id)
+        if bid is None:
+            return
+        view = await self.contract.service(service_id)
+        if not view.state.awarded or view.winner == self.address:
+            return
+        self._lose(bid)
+        await self.reclaim(service_id)
+
+    async def reclaim(self, service_id: str) -> None:
+        """Takes our bond back (if held and free) and withdraws."""
+        try:
+            await self.contract.reclaim_bond(service_id)
+        except ContractRevert as exc:
+            if exc.error_name not in ("NoBond", "BondLocked"):
+                raise
+            return
+        await self.payouts.withdraw()
 
     async def _on_reopened(self, event: Event) -> None:
         """The winner declined (or never confirmed): bid again, unless we
-        were that winner."""
-        bid = self._bids.get(_service_id(event))
-        if bid is None or str(event.args["excluded"]) == self.address:
+        were that winner. A new round is open to every member not excluded,
+        so a service we did not bid on before (e.g. a k = 1 auction a
+        griefer closed before us) is bid on as if just announced."""
+        service_id = _service_id(event)
+        if str(event.args["excluded"]) == self.address:
+            return
+        bid = self._bids.get(service_id)
+        if bid is None:
+            if str(event.args["consumer"]) == self.address or self._provider is None:
+                return
+            announced = await self.contract.past_events(
+                ["ServiceAnnounced"], service_id=service_id, from_block=0
+            )
+            if announced:
+                await self._on_announced(announced[0])
             return
         if bid.offer_ref:  # still held from the earlier round
             self._lose(bid)
+        bid.bond = None  # held still, or reclaimed after we lost: the facade looks it up
         await self._bid(bid, reopened_round=int(event.args["round"]))
 
     # --- deployment ----------------------------------------------------------------------
@@ -288,10 +368,34 @@ class Bidder:
         if consumer is None:
             raise FailedPrecondition(f"consumer {bid.consumer} is not a member")
         sealed = codec.seal_confirmation(consumer.pubkey, endpoint)
+        await self._after_closing_block(service_id)
         with step_span(self.tracer, "confirmation", service_id=service_id) as span:
             receipt = await self.contract.confirm_deployment(service_id, sealed)
             tx_attributes(span, receipt)
-        self.tasks.spawn(self.payouts.withdraw(), "withdraw")  # the price is ours now
+        # Paid when the consumer acknowledges; else once the challenge window passed.
+        self.tasks.spawn(self.settle_later(service_id), f"settle {service_id}")
+
+    async def _after_closing_block(self, service_id: str) -> None:
+        """Confirm and decline need the round Awarded in the block the node
+        runs their gas estimate in (the latest): after the closing block."""
+        view = await self.contract.service(service_id)
+        if view.state == ServiceState.CLOSING:
+            await wait_block_after(self.contract.client, view.close_block)
+
+    async def settle_later(self, service_id: str) -> None:
+        view = await self.contract.service(service_id)
+        await wait_chain_time(self.contract.client, view.challenge_deadline + 1)
+        if (await self.contract.service(service_id)).state != ServiceState.ACKNOWLEDGED:
+            return  # terminated inside the window (the consumer's complaint)
+        try:
+            await self.contract.settle(service_id)
+        except ContractRevert as exc:
+            if exc.error_name != "WrongState":  # acknowledged, or terminated meanwhile
+                raise
+        await self.payouts.withdraw()
+
+    async def _on_acknowledged(self, event: Event) -> None:
+        await self.payouts.withdraw()
 
     async def decline(self, service_id: str) -> None:
         """We won but could not deploy: the contract reopens the auction
@@ -299,14 +403,29 @@ class Bidder:
         bid = self._bids.get(service_id)
         if bid is not None:
             bid.offer_ref = ""
+        await self._after_closing_block(service_id)
         with step_span(self.tracer, "decline", service_id=service_id) as span:
             receipt = await self.contract.decline(service_id)
             tx_attributes(span, receipt)
+        await self.reclaim(service_id)  # kept unless the consumer had ordered on-chain
 
-    async def _on_terminated(self, event: Event) -> None:
-        bid = self._bids.pop(_service_id(event), None)
-        if bid is not None and self._deployments is not None:
+    async def _on_ended(self, event: Event) -> None:
+        """The consumer cancelled, or terminated (inside the challenge window:
+        its complaint): nothing of ours may keep running for it."""
+        service_id = _service_id(event)
+        bid = self._bids.pop(service_id, None)
+        if bid is None:
+            return
+        self._lose(bid)
+        if self._deployments is not None:
             await self._deployments.remove_federation(bid.consumer, bid.federation_id)
+        if self._provider is not None:
+            try:
+                await self._provider.release(bid.federation_id, bid.consumer)
+            except NotFound as exc:  # not ours (another consumer's federation of that id)
+                log.debug("%s: %s", service_id, exc)
+        await self.reclaim(service_id)
+        await self.payouts.withdraw()
 
 
 def _service_id(event: Event) -> str:

@@ -1,16 +1,20 @@
 """Admits orders handed over Mff gRPC on the chain backend, where operators
 have no prior trust: the order must be signed with the chain key of the
-service's consumer, and the contract must say that we won the auction.
+service's consumer, the contract must say that we won the auction, and the
+chain's time must not be past the order deadline (so that we always have
+our whole deploy window before the confirm deadline: a late order could
+never be confirmed, and would be a deployment the consumer gets for free).
 Once deployed, the gate hands back a notice signed with our chain key and
-confirms on-chain (which pays us); a failed deployment declines the award."""
+confirms on-chain (which starts the consumer's challenge window; the price
+follows its acknowledgement); a failed deployment declines the award."""
 
 from __future__ import annotations
 
 from eth_account.signers.local import LocalAccount
 
-from mecfed.chain.federation import FederationContract, ServiceState
+from mecfed.chain.federation import FederationContract
 from mecfed.chain.sealing import recover_signer, sign_message
-from mecfed.errors import FailedPrecondition, PermissionDenied
+from mecfed.errors import DeadlineExceeded, FailedPrecondition, PermissionDenied
 from mecfed.model import Installation
 from mef.deployments import Deployment
 from mef.tasks import TaskSet
@@ -48,9 +52,15 @@ class ChainGate:
         if signer != bid.consumer or installation.federation_id != bid.federation_id:
             raise PermissionDenied(f"order for {service_id} is not signed by its consumer")
         view = await self._contract.service(service_id)
-        if view.state != ServiceState.AWARDED or view.winner != self._account.address:
+        if not view.state.awarded or view.winner != self._account.address:
             raise FailedPrecondition(
                 f"service {service_id} is {view.state.name}, not awarded to us"
+            )
+        now = (await self._contract.client.head()).timestamp
+        if now > view.order_deadline:
+            raise DeadlineExceeded(
+                f"order for {service_id} after its order deadline ({view.order_deadline}, "
+                f"chain time {now}): it could not be confirmed in time"
             )
         if not bid.offer_ref:
             raise FailedPrecondition(f"our bid on {service_id} was withdrawn")

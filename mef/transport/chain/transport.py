@@ -21,14 +21,18 @@ from mecfed.chain.client import ChainClient
 from mecfed.chain.federation import FederationContract, status_for
 from mecfed.chain.keystore import load_key
 from mecfed.config import SystemConfig
+from mecfed.errors import FailedPrecondition
 from mecfed.model import DeploymentOrder, DeploymentResult, Federation, Offer, ServiceNeed
+from mecfed.storage import Database
 from mef.deployments import Deployments
 from mef.tasks import TaskSet
 from mef.transport.base import Capabilities, Fallback, ProviderHandler
-from mef.transport.chain.auction import CONFIRM_WINDOW_S, ConsumerAuction
+from mef.transport.chain.auction import CHALLENGE_WINDOW_S, CONFIRM_WINDOW_S, ConsumerAuction
 from mef.transport.chain.bidder import Bidder
 from mef.transport.chain.gate import ChainGate
 from mef.transport.chain.payouts import Payouts
+from mef.transport.chain.recovery import ProviderRecovery
+from mef.transport.chain.settlement import ConsumerSettlement
 from mef.transport.peer_client import PeerClient
 
 CLOSE_TIMEOUT_S = 3.0
@@ -50,8 +54,10 @@ class ChainTransport:
         peers: PeerClient,
         *,
         confirm_window: int = CONFIRM_WINDOW_S,
+        challenge_window: int = CHALLENGE_WINDOW_S,
         block_period: int | None = None,
         traces: TracerProvider | None = None,
+        database: Database | None = None,
     ) -> None:
         self.client = client
         self.contract = FederationContract(client, contract_address)
@@ -65,18 +71,32 @@ class ChainTransport:
             account,
             peers,
             payouts,
-            self._tasks,
             tracer,
             confirm_window=confirm_window,
+            challenge_window=challenge_window,
             block_period=block_period,
         )
+        # The chain is the source of truth; the database (if any) only
+        # remembers how far the chain was scanned for our services.
+        self.settlement = ConsumerSettlement(self.auction, database)
         self.bidder = Bidder(system_id, self.contract, account, payouts, self._tasks, tracer)
         self.gate = ChainGate(self.bidder, self.contract, account, self._tasks)
+        self.recovery = ProviderRecovery(self.bidder)
 
     async def start(
         self, provider: ProviderHandler, deployments: Deployments, mff_endpoint: str
     ) -> None:
         await self.bidder.start(provider, deployments, mff_endpoint)
+        # What we won before a restart: release what the consumer ended,
+        # book what is ours, reclaim bonds (in the background: chain scans).
+        self._tasks.spawn(self.recovery.run(), "provider recovery")
+
+    async def reconcile(self, live_federation_ids: set[str]) -> None:
+        """Called by the MEF at start with the federations it still holds as
+        consumer: every service of ours (found on the chain) that belongs to
+        none of them is ended (escrow recovered, an unacknowledged deployment
+        complained about) and our credits are withdrawn."""
+        await self.settlement.reconcile(live_federation_ids)
 
     async def close(self) -> None:
         """Bounded: a stream stuck reconnecting must not hold up shutdown."""
@@ -98,17 +118,32 @@ class ChainTransport:
         return await self.auction.deploy(offer, order, timeout)
 
     async def established(self, federation: Federation) -> None:
-        return None
+        """Our traffic check passed: acknowledge on-chain, which pays the
+        provider (until then a terminate refunds us)."""
+        known = self.auction.auctions.get(federation.federation_id)
+        if known is not None:
+            service_id, from_block = known.service_id, known.block
+        else:  # after a restart: the latest announcement for this federation
+            ids = await self.settlement.services_of(federation.federation_id)
+            if not ids:
+                raise FailedPrecondition(f"{federation.federation_id} was never announced")
+            service_id, from_block = ids[-1], 0
+        await self.auction.acknowledge(service_id, from_block)
 
     def health(self) -> str | None:
         return None
 
     async def terminate(self, federation: Federation) -> None:
-        await self.auction.terminate(federation)
+        """Idempotent, in every state, also after a restart (the services of
+        the federation are found on the chain)."""
+        await self.settlement.terminate(federation)
 
 
 async def connect_chain_transport(
-    config: SystemConfig, peers: PeerClient, traces: TracerProvider | None = None
+    config: SystemConfig,
+    peers: PeerClient,
+    traces: TracerProvider | None = None,
+    database: Database | None = None,
 ) -> ChainTransport:
     """The chain backend from ``config.chain``: key from its keystore file,
     the node's WebSocket JSON-RPC, the Federation contract."""
@@ -129,6 +164,7 @@ async def connect_chain_transport(
         peers,
         block_period=max(1, math.ceil(period)) if period else None,
         traces=traces,
+        database=database,
     )
 
 
