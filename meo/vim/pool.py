@@ -6,6 +6,13 @@ clock. Requests that do not match the pool's template start cold as before.
 Docker labels cannot change after creation, so the labels a claim adds
 (federation, app) are kept here and persisted next to the MEO's state; a
 MEO that restarts still finds a claimed container by its federation label.
+
+The pool belongs to one MEO installation, not to a system id: its spares
+are found through the inner driver, which lists only its installation's
+containers, so a second installation with the same system id on the host
+neither adopts, renames nor deletes them. The claims are loaded when the
+pool is made, so a reconcile that runs before :meth:`PooledVim.fill` sees a
+claimed container as claimed (and removes it if no record owns it).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from meo.vim.base import NAME_PREFIX, Instance, Resources, VimDriver
+from meo.vim.base import Instance, Resources, VimDriver, name_prefix
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,7 @@ class PooledVim:
         self.inner = inner
         self.host = inner.host
         self.system_id = inner.system_id
+        self.installation = inner.installation
         self.template = template
         self.size = size
         self.refill_delay = refill_delay
@@ -77,6 +85,7 @@ class PooledVim:
         self._claimed: dict[str, dict[str, str]] = {}  # id -> labels added by the claim
         self._last_claim = 0.0
         self._refill: asyncio.Task[None] | None = None
+        self._load()
 
     # --- pool upkeep ---------------------------------------------------------
 
@@ -105,7 +114,7 @@ class PooledVim:
             await self._add_spare()
 
     async def _add_spare(self) -> None:
-        name = f"{NAME_PREFIX}-{self.inner.system_id}-pool-{secrets.token_hex(3)}"
+        name = f"{name_prefix(self.system_id, self.installation)}pool-{secrets.token_hex(3)}"
         inst = await self.inner.create_instance(
             name,
             self.template.image,
