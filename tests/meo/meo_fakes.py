@@ -4,8 +4,11 @@ the overlay, the state and the server."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +43,12 @@ class FakeVim:
         self.fail_on_create = 0  # the n-th create (1-based) raises a raw error
         self.creates = 0
         self.dead: set[str] = set()  # instances that stopped running
+        # A create waits for ``gate`` (set ``entered`` first): a deployment in progress.
+        self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()
+        # A create runs in a worker thread for this long, as the Docker VIM's do:
+        # cancelling the caller does not stop it.
+        self.thread_s = 0.0
 
     async def check_image(self, image: str) -> None:
         if image == "absent/image:1":
@@ -58,9 +67,17 @@ class FakeVim:
             raise DeploymentFailed(f"image {image!r} not found on this host")
         if self.creates == self.fail_on_create:
             raise OSError(5, "raw engine text: EIO on /var/lib/secret")
-        inst = Instance(name, name, 4242, "/proc/4242/ns/net", dict(labels))
-        self.instances[name] = inst
-        return inst
+        if self.gate is not None:
+            self.entered.set()
+            await self.gate.wait()
+
+        def start() -> Instance:
+            time.sleep(self.thread_s)
+            inst = Instance(name, name, 4242, "/proc/4242/ns/net", dict(labels))
+            self.instances[name] = inst
+            return inst
+
+        return await asyncio.to_thread(start) if self.thread_s else start()
 
     async def rename_instance(self, instance_id: str, name: str) -> Instance | None:
         return self.instances.get(instance_id)
@@ -96,6 +113,9 @@ class FakeNet(NetworkOps):
     def __init__(self) -> None:
         self.links: dict[str, list[str]] = {}
         self.fail_at = ""  # a step name: the set-up fails there (as a netlink error would)
+        # Set: the set-up thread stops after the bridge until it is set (``entered`` first).
+        self.hold: threading.Event | None = None
+        self.entered = threading.Event()
         super().__init__(
             setup_overlay=self._setup,
             teardown=self._teardown,
@@ -139,6 +159,9 @@ class FakeNet(NetworkOps):
                     raise DeploymentFailed(f"could not set up the overlay of {names.key}: {step}")
                 if fail_after:
                     fail_after(step)
+                if step == "bridge" and self.hold is not None:
+                    self.entered.set()
+                    self.hold.wait()
         except BaseException as exc:
             self._teardown(names)
             if isinstance(exc, MecfedError):

@@ -4,7 +4,6 @@ hostile requests that must be refused with the right code and leave nothing."""
 
 from __future__ import annotations
 
-
 import grpc
 import pytest
 from meo_fakes import INVALID, bad_field, code_of, recorded, spec

@@ -14,10 +14,10 @@ from meo_helpers import make_config
 
 from mecfed.errors import NotFound
 from mecfed.model import AppSpec, InstanceState, Resources, Role
-from mecfed.v1 import orchestrator_pb2 as pb
-from meo.orchestrator import Orchestrator
 from mecfed.storage import MEMORY
+from mecfed.v1 import orchestrator_pb2 as pb
 from meo.network import LinkNames
+from meo.orchestrator import Orchestrator
 from meo.records import AppRecord, InstanceRecord
 from meo.state import State, open_database
 
