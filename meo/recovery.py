@@ -21,7 +21,7 @@ from meo.network import NetworkOps
 from meo.overlay import Overlays
 from meo.records import FedKey, key_text
 from meo.state import INSTANCE, OVERLAY, State
-from meo.vim.base import LABEL_APP, Instance
+from meo.vim.base import LABEL_APP, LABEL_INSTALLATION, Instance
 from meo.vim.pool import LABEL_POOL
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,13 @@ class Recovery:
         """Removes every instance and link of this installation that no
         record owns."""
         owned_ids = {i.id for a in self.state.apps.values() for i in a.instances}
+        mine = self.state.installation
         for host, vim in self.apps.vims.items():
             for inst in await vim.list_instances():
                 if inst.id in owned_ids or _idle_spare(inst):
                     continue
+                if inst.labels.get(LABEL_INSTALLATION, mine) != mine:
+                    continue  # a driver not scoped to us listed another's: never ours
                 log.warning("removing instance %s on %s: no record owns it", inst.name, host)
                 await vim.delete_instance(inst.id)
         tags = {f.tag for f in self.state.federations.values() if f.tag}

@@ -252,8 +252,15 @@ class State:
             "federation", data.get("federations", []), FederationRecord.from_dict
         ):
             self.federations[fed.key] = fed
+        # Earlier versions keyed everything by the federation id alone; a
+        # provider's reservation and addresses move to its (consumer, id) key.
+        rekey = {f.federation_id: key_text(k) for k, f in self.federations.items() if k[0]}
         for r in _load_each("reservation", data.get("reservations", []), Reservation.from_dict):
+            r.federation_id = rekey.get(r.federation_id, r.federation_id)
             self.reservations[r.federation_id] = r
+        for app in self.apps.values():
+            for rec in app.instances:
+                rec.overlay_ips = {rekey.get(k, k): ip for k, ip in rec.overlay_ips.items()}
         self.save()
         self.legacy_file.rename(self.legacy_file.with_name(self.legacy_file.name + ".imported"))
         log.info("imported the state file %s", self.legacy_file)

@@ -212,3 +212,37 @@ def test_the_state_file_defaults_to_the_state_dir(tmp_path):
     # The installation id is made once and kept with the state.
     again = Orchestrator(config, {vim.host: vim}, net=FakeNet())
     assert again.installation == orch.installation and len(orch.installation) == 16
+
+
+def test_a_previous_provider_record_moves_to_its_consumer_key(tmp_path):
+    """Earlier versions keyed a provider's reservation and addresses by the
+    federation id alone: imported, they follow the (consumer, id) key, so a
+    release by that key frees the tunnel."""
+    old = json.loads(json.dumps(OLD_STATE))
+    old["federations"].append(
+        {
+            "federation_id": "fed-9",
+            "role": "provider",
+            "app_name": "fed-old",
+            "links": ["mfb12345678"],
+            "peer_id": "sys-b",
+            "connected": True,
+        }
+    )
+    old["reservations"].append({"federation_id": "fed-9", "candidates": [[77, 4800]]})
+    old["apps"].append(
+        {
+            "name": "fed-old",
+            "spec": {"image": "mecfed/echo:1", "replicas": 1},
+            "instances": [{"id": "c9", "host": "fake-host", "overlay_ips": {"fed-9": "x"}}],
+            "federation_id": "fed-9",
+        }
+    )
+    path = tmp_path / "meo-sys-a.json"
+    path.write_text(json.dumps(old))
+    state = State(open_database(MEMORY), "sys-a", path)
+    state.load()
+    assert sorted(state.reservations) == ["f", "sys-b/fed-9"]
+    assert state.federation(("sys-b", "fed-9")).links == ["mfb12345678"]
+    assert state.app("fed-old").instances[0].overlay_ips == {"sys-b/fed-9": "x"}
+    assert state.app("web").instances[0].overlay_ips == {"f": "172.30.0.1"}
