@@ -246,3 +246,34 @@ def test_a_previous_provider_record_moves_to_its_consumer_key(tmp_path):
     assert state.federation(("sys-b", "fed-9")).links == ["mfb12345678"]
     assert state.app("fed-old").instances[0].overlay_ips == {"sys-b/fed-9": "x"}
     assert state.app("web").instances[0].overlay_ips == {"f": "172.30.0.1"}
+
+
+async def test_reconcile_removes_what_intents_name_and_what_no_record_owns(env):
+    """A killed MEO left: a container it announced but never recorded, the
+    links of an overlay it announced, a container of this installation with
+    no intent at all (e.g. its intent row was settled by a rollback whose
+    delete then failed) and a half-made overlay's links found only by their
+    alias. A restarted MEO removes them all; it keeps what records own and
+    the warm pool's idle spares."""
+    await env.stub.CreateApp(pb.CreateAppRequest(name="web", spec=spec()))
+    state = env.orch.state
+    state.intend("instance", "mecfed-sys-a-x-fed-1-aaaaaa", "sys-b/fed-1", env.vim.host)
+    await env.vim.create_instance(
+        "mecfed-sys-a-x-fed-1-aaaaaa", "i", {"mecfed.app": "a"}, Resources()
+    )
+    await env.vim.create_instance(
+        "mecfed-sys-a-x-fed-2-bbbbbb", "i", {"mecfed.app": "b"}, Resources()
+    )
+    await env.vim.create_instance(
+        "mecfed-sys-a-x-pool-cccccc", "i", {"mecfed.pool": "k"}, Resources()
+    )
+    state.intend("overlay", "abcdef", "sys-b/fed-1")
+    for tag, key in (("abcdef", "sys-b/fed-1"), ("fedcba", "sys-b/fed-2")):
+        names = LinkNames(env.orch.installation, tag, key)
+        env.net.links[key] = [names.bridge, names.vxlan]
+    again = _restarted(env)
+    await again.reconcile()
+    assert env.net.links == {} and again.state.intents() == []
+    left = sorted(i.name for i in env.vim.instances.values())
+    web = [i.instance_id for i in again.get_app("web").instances]
+    assert left == sorted(["mecfed-sys-a-x-pool-cccccc", *web])
