@@ -29,7 +29,7 @@ from mecfed.v1 import orchestrator_pb2 as pb
 from mecfed.wire import orchestrator as wire
 from mecfed.wire.common import endpoint_to_proto, traffic_to_proto
 from meo.orchestrator import Orchestrator, state_path
-from meo.state import installation_id, open_database
+from meo.state import DbClaims, installation_id, open_database
 from meo.vim import make_vim
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,8 @@ def build_orchestrator(config: SystemConfig, tracer: Tracer | None = None) -> Or
             raise ValueError("warm_pool needs warm_image: the image the spares run")
         # The same env the orchestrator gives a default-port echo app.
         template = PoolTemplate(config.warm_image, env=(("ECHO_PORT", str(DEFAULT_ECHO_PORT)),))
-        vim = PooledVim(vim, template, config.warm_pool, state / "warm-pool.json")
+        claims = DbClaims(db, legacy_file=state / "warm-pool.json")
+        vim = PooledVim(vim, template, config.warm_pool, claims)
     orch = Orchestrator(config, {vim.host: vim}, db=db, tracer=tracer)
     orch.load()
     return orch

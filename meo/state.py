@@ -48,6 +48,7 @@ MIGRATIONS = [
         consumer_id TEXT NOT NULL, federation_id TEXT NOT NULL, data TEXT NOT NULL,
         PRIMARY KEY (consumer_id, federation_id));
     CREATE TABLE meo_reservations (key TEXT PRIMARY KEY, data TEXT NOT NULL);
+    CREATE TABLE meo_pool_claims (instance_id TEXT PRIMARY KEY, labels TEXT NOT NULL);
     CREATE TABLE meo_intents (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         kind TEXT NOT NULL, host TEXT NOT NULL, name TEXT NOT NULL,
@@ -83,6 +84,30 @@ def installation_id(db: Database) -> str:
     row = db.query_one("SELECT value FROM meo_meta WHERE key = 'installation'")
     assert row is not None
     return str(row["value"])
+
+
+class DbClaims:
+    """The warm pool's claims (meo.vim.pool.ClaimStore) in the MEO's
+    database; the JSON file earlier versions kept is imported once."""
+
+    def __init__(self, db: Database, legacy_file: Path | None = None) -> None:
+        self.db = db
+        if legacy_file is not None and legacy_file.exists():
+            self.save({**json.loads(legacy_file.read_text()), **self.load()})
+            legacy_file.rename(legacy_file.with_name(legacy_file.name + ".imported"))
+
+    def load(self) -> dict[str, dict[str, str]]:
+        rows = self.db.query("SELECT instance_id, labels FROM meo_pool_claims")
+        return {r["instance_id"]: json.loads(r["labels"]) for r in rows}
+
+    def save(self, claims: dict[str, dict[str, str]]) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM meo_pool_claims")
+            for cid, labels in claims.items():
+                tx.execute(
+                    "INSERT INTO meo_pool_claims (instance_id, labels) VALUES (?, ?)",
+                    (cid, json.dumps(labels)),
+                )
 
 
 def _load_each(kind: str, rows: Iterable[Any], parse: Callable[[dict[str, Any]], T]) -> list[T]:
@@ -272,4 +297,12 @@ class State:
         self.reservations.clear()
 
 
-__all__ = ["INSTANCE", "OVERLAY", "Intent", "State", "installation_id", "open_database"]
+__all__ = [
+    "INSTANCE",
+    "OVERLAY",
+    "DbClaims",
+    "Intent",
+    "State",
+    "installation_id",
+    "open_database",
+]

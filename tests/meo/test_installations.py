@@ -18,7 +18,7 @@ from meo_helpers import PREFIX, make_config
 from mecfed.model.checks import DEFAULT_ECHO_PORT
 from mecfed.wire.orchestrator import deploy_from_proto
 from meo.orchestrator import Orchestrator, state_path
-from meo.state import installation_id, open_database
+from meo.state import DbClaims, installation_id, open_database
 from meo.vim.base import LABEL_INSTALLATION, LABEL_SYSTEM
 from meo.vim.docker import DockerVim
 from meo.vim.pool import PooledVim, PoolTemplate
@@ -40,7 +40,7 @@ def _meo(system_id: str, state_dir: Path) -> Orchestrator:
     db = open_database(state_path(config))
     inner = DockerVim(system_id, installation=installation_id(db))
     template = PoolTemplate("mecfed/echo:1", env=(("ECHO_PORT", str(DEFAULT_ECHO_PORT)),))
-    pool = PooledVim(inner, template, 1, state_dir / "warm-pool.json", refill_delay=60)
+    pool = PooledVim(inner, template, 1, DbClaims(db), refill_delay=60)
     return Orchestrator(config, {pool.host: pool}, db=db, net=FakeNet())
 
 

@@ -277,3 +277,15 @@ async def test_reconcile_removes_what_intents_name_and_what_no_record_owns(env):
     left = sorted(i.name for i in env.vim.instances.values())
     web = [i.instance_id for i in again.get_app("web").instances]
     assert left == sorted(["mecfed-sys-a-x-pool-cccccc", *web])
+
+
+def test_the_pool_claims_of_an_earlier_version_are_imported(tmp_path):
+    from meo.state import DbClaims
+
+    legacy = tmp_path / "warm-pool.json"
+    legacy.write_text(json.dumps({"c1": {"mecfed.app": "fed-x"}}))
+    db = open_database(tmp_path / "meo.db")
+    claims = DbClaims(db, legacy)
+    assert claims.load() == {"c1": {"mecfed.app": "fed-x"}} and not legacy.exists()
+    claims.save({})
+    assert DbClaims(db, legacy).load() == {}
