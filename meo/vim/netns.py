@@ -197,7 +197,12 @@ class NetnsVim:
             name=name,
             pid=pid,
             netns_path=path,
-            labels=dict(meta["labels"]) if meta else {LABEL_SYSTEM: self.system_id},
+            # Without its metadata a namespace's maker is unknown (a 6-digit
+            # prefix can collide): "" keeps the orphan sweep off it; an intent
+            # or a cleanup still removes it by name.
+            labels=dict(meta["labels"])
+            if meta
+            else {LABEL_SYSTEM: self.system_id, LABEL_INSTALLATION: ""},
             running=bool(pid) and _alive(pid),
         )
 

@@ -19,6 +19,7 @@ from mecfed.errors import NotFound
 from mecfed.model import Role, TrafficCheck
 from mecfed.v1 import orchestrator_pb2 as pb
 from mef.meo_client import GrpcOrchestrator
+from meo.network import LinkNames, first_tag
 
 FAST = TrafficCheck(count=2, interval_ms=0, timeout_ms=10)
 
@@ -225,3 +226,21 @@ async def test_watch_traffic_reports_every_period_and_ends_at_release(env):
     with pytest.raises(StopAsyncIteration):
         while True:
             await asyncio.wait_for(anext(stream), 5)
+
+
+async def test_a_link_tag_in_use_on_the_host_is_drawn_again(env):
+    """Link names are short (15 characters): when the first tag of a
+    federation's key is taken on the host (by anyone), another is drawn, and
+    the record keeps the one it got."""
+    taken = LinkNames(env.orch.installation, first_tag("sys-b/fed-1"), "someone-else")
+    env.net.links["someone-else"] = [taken.bridge]
+    await env.stub.DeployFederatedService(deploy_request())
+    status = await env.stub.GetServiceStatus(
+        pb.GetServiceStatusRequest(federation_id="fed-1", consumer_id="sys-b")
+    )
+    assert taken.bridge not in status.links and len(status.links) == 4
+    assert all(name[3:7] == taken.h[:4] and len(name) <= 15 for name in status.links)
+    await env.stub.ReleaseService(
+        pb.ReleaseServiceRequest(federation_id="fed-1", consumer_id="sys-b")
+    )
+    assert env.net.links == {"someone-else": [taken.bridge]}
