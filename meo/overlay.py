@@ -104,7 +104,6 @@ class Overlays:
         """A link tag no federation uses and no link on the host has, and
         its intent (written before any link is made)."""
         on_host = await asyncio.to_thread(self.net.host_link_names)
-        probe = self.names(key, "")
         for attempt in range(64):
             names = self.names(key, network.first_tag(key_text(key), attempt))
             # From here to the intent nothing awaits: no other call can take it.
@@ -113,7 +112,7 @@ class Overlays:
             if any(n[:3] in network.LINK_PREFIXES and n[3:].startswith(names.h) for n in on_host):
                 continue
             return names, self.state.intend(OVERLAY, names.tag, key_text(key))
-        raise ResourceExhausted(f"no free link names left for {probe.key} on this host")
+        raise ResourceExhausted(f"no free link names left for {key_text(key)} on this host")
 
     async def _build_end(
         self,
