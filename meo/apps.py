@@ -1,20 +1,26 @@
 """App lifecycle: create, get, list, scale and delete the apps of this MEC
 system, and the instance work every app needs (the overlay's provider apps
 too): creating replicas all or nothing, deleting them, finding them alive.
+
+Every instance is announced by an intent (:meth:`meo.state.State.intend`)
+before its VIM call starts, and a VIM call cut short by a cancellation is
+waited out and undone (:func:`meo.tasks.undo_if_cancelled`): a container
+started by a worker thread after its request was cancelled does not stay.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from mecfed.errors import AlreadyExists, DeploymentFailed, FailedPrecondition, MecfedError
 from mecfed.model import App, AppSpec
 from meo.placement import HostSelector
 from meo.records import AppRecord, InstanceRecord
-from meo.state import State
+from meo.state import INSTANCE, Intent, State
+from meo.tasks import undo_if_cancelled
 from meo.vim.base import LABEL_APP, Instance, VimDriver, instance_name
 
 log = logging.getLogger(__name__)
@@ -26,6 +32,8 @@ class Apps:
         self.state = state
         self.placement = placement
         self.vims: Mapping[str, VimDriver] = placement.vims
+        # Test hook: called after each instance is started ("instance").
+        self.fail_after: Callable[[str], None] | None = None
 
     # --- instances ---------------------------------------------------------
 
@@ -35,31 +43,49 @@ class Apps:
             await vim.check_image(image)
 
     async def create_instances(
-        self, app: str, spec: AppSpec, count: int, labels: Mapping[str, str]
+        self, app: str, spec: AppSpec, count: int, labels: Mapping[str, str], owner: str
     ) -> list[tuple[InstanceRecord, Instance]]:
         """Creates ``count`` replicas of ``spec``; all or nothing. A domain
         error of the VIM passes as it is; anything else is logged and
-        becomes DeploymentFailed."""
-        made: list[tuple[InstanceRecord, Instance]] = []
+        becomes DeploymentFailed. Each replica's intent names ``owner``; the
+        caller's :meth:`State.save` of the record holding them settles it."""
+        made: list[tuple[InstanceRecord, Instance, Intent]] = []
         host = ""
+        intent: Intent | None = None
         try:
             for host in self.placement.plan(count, self.state.host_load()):
-                name = instance_name(self.system_id, app, secrets.token_hex(3))
-                inst = await self.vims[host].create_instance(
-                    name,
-                    spec.image,
-                    {**labels, LABEL_APP: app},
-                    spec.resources,
-                    env={"ECHO_PORT": str(spec.echo_port)},
+                vim = self.vims[host]
+                suffix = secrets.token_hex(3)
+                name = instance_name(self.system_id, app, suffix, self.state.installation)
+                intent = self.state.intend(INSTANCE, name, owner, host)
+                inst = await undo_if_cancelled(
+                    vim.create_instance(
+                        name,
+                        spec.image,
+                        {**labels, LABEL_APP: app},
+                        spec.resources,
+                        env={"ECHO_PORT": str(spec.echo_port)},
+                    ),
+                    lambda i, vim=vim: vim.delete_instance(i.id),  # type: ignore[misc]
+                    f"starting {name}",
                 )
-                made.append((InstanceRecord(id=inst.id, host=host), inst))
+                made.append((InstanceRecord(id=inst.id, host=host, name=name), inst, intent))
+                intent = None
+                if self.fail_after:
+                    self.fail_after("instance")
         except BaseException as exc:
-            await self.delete_quietly([r for r, _ in made])
+            # A failed VIM call left nothing (the driver's contract), a
+            # cancelled one was undone: its intent is settled with the
+            # rolled-back ones. What could not be deleted keeps its intent.
+            gone = await self.delete_quietly([r for r, _, _ in made])
+            self.state.settle(
+                [i for r, _, i in made if r in gone] + ([intent] if intent is not None else [])
+            )
             if isinstance(exc, MecfedError) or not isinstance(exc, Exception):
                 raise
             log.error("starting app %s on %s failed", app, host, exc_info=exc)
             raise DeploymentFailed(f"could not start app {app} on host {host}") from exc
-        return made
+        return [(r, inst) for r, inst, _ in made]
 
     async def delete_instances(self, records: list[InstanceRecord]) -> None:
         for rec in records:
@@ -67,17 +93,20 @@ class Apps:
             if vim is not None:
                 await vim.delete_instance(rec.id)
 
-    async def delete_quietly(self, records: list[InstanceRecord]) -> None:
+    async def delete_quietly(self, records: list[InstanceRecord]) -> list[InstanceRecord]:
         """Rollback: deletes what it can and logs the rest, so the caller
-        reports the failure that made it roll back."""
+        reports the failure that made it roll back. Returns what it deleted."""
+        gone = []
         for rec in records:
             vim = self.vims.get(rec.host)
             if vim is None:
                 continue
             try:
                 await vim.delete_instance(rec.id)
+                gone.append(rec)
             except Exception:
                 log.exception("rollback could not delete instance %s on %s", rec.id, rec.host)
+        return gone
 
     async def live(self, rec: InstanceRecord) -> Instance:
         """The running instance behind ``rec``; FailedPrecondition if it is not."""
@@ -106,7 +135,7 @@ class Apps:
         async with self.state.app_lock(name):
             if name in self.state.apps:
                 raise AlreadyExists(f"app {name} already exists")
-            made = await self.create_instances(name, spec, spec.replicas, {})
+            made = await self.create_instances(name, spec, spec.replicas, {}, f"app:{name}")
             app = AppRecord(name, spec, [r for r, _ in made])
             self.state.apps[name] = app
             self.state.save()
@@ -134,7 +163,9 @@ class Apps:
             app = self.state.app(name)
             self._require_own(app, "its size is fixed by the federation")
             if replicas > len(app.instances):
-                made = await self.create_instances(name, spec, replicas - len(app.instances), {})
+                made = await self.create_instances(
+                    name, spec, replicas - len(app.instances), {}, f"app:{name}"
+                )
                 app.instances += [r for r, _ in made]
             elif replicas < len(app.instances):
                 await self.delete_instances(app.instances[replicas:])
@@ -159,7 +190,7 @@ class Apps:
         missing = len(app.instances) - len(present)
         if missing:
             log.warning("app %s lost %d instance(s); replacing them", app.name, missing)
-            made = await self.create_instances(app.name, app.spec, missing, {})
+            made = await self.create_instances(app.name, app.spec, missing, {}, f"app:{app.name}")
             app.instances = present + [r for r, _ in made]
 
 

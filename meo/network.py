@@ -2,13 +2,23 @@
 
 Per federation the host gets::
 
-    app netns: fed<n> ──veth── mfv<h><i> ─┐
-                                          ├─ bridge mfb<h> ── vxlan mfx<h> ──(UDP)── peer host
-    app netns: fed<n> ──veth── mfv<h><i> ─┘
+    app netns: fed<n> ──veth── mfv<i><t><nn> ─┐
+                                              ├─ bridge mfb<i><t> ── vxlan mfx<i><t> ──(UDP)── peer
+    app netns: fed<n> ──veth── mfv<i><t><nn> ─┘
 
-where ``<h>`` is a short hash of the federation id. Every name derives from
-the federation id alone, so teardown and crash cleanup find the links without
-any other state. Deleting the host end of a veth removes the end inside the
+where ``<i>`` is 4 hex digits of the MEO's installation id, ``<t>`` the
+federation's 6-hex-digit *tag* and ``<nn>`` the instance index (2 hex
+digits): at most 15 characters, the kernel's limit. The tag starts as a hash
+of the federation's key and is re-drawn at creation while it collides with a
+tag in use (recorded, intended, or a link of that name on the host); it is
+recorded with the federation and in the intent written before the first link
+is made, so teardown and crash cleanup find the links by name.
+
+Names are short, so they cannot prove ownership: every host-side link also
+carries the alias ``mecfed:<installation id>:<federation key>`` (the full
+id). The sweep of links nobody owns (:func:`owned_links`) and teardown go by
+that alias, so another installation's links whose names happen to match are
+never touched. Deleting the host end of a veth removes the end inside the
 app's namespace too.
 
 These functions block; call them via ``asyncio.to_thread``. They act on the
@@ -40,21 +50,38 @@ log = logging.getLogger(__name__)
 LINK_PREFIXES = ("mfb", "mfx", "mfv", "mft")
 VXLAN_OVERHEAD = 50  # outer IPv4 + UDP + VXLAN + inner Ethernet
 IFNAMSIZ = 15
+TAG_LEN = 6
+ALIAS_PREFIX = "mecfed:"
 
 
-def short_hash(federation_id: str) -> str:
-    return hashlib.sha256(federation_id.encode()).hexdigest()[:8]
+def short_hash(text: str, length: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def installation_prefix(installation: str) -> str:
+    return short_hash(installation, 4)
+
+
+def first_tag(key: str, attempt: int = 0) -> str:
+    """The ``attempt``-th tag candidate for federation ``key``."""
+    return short_hash(f"{key}#{attempt}" if attempt else key, TAG_LEN)
 
 
 @dataclass(frozen=True)
 class LinkNames:
-    """Deterministic link names of one federation (all ≤ 15 characters)."""
+    """Link names of one federation (all ≤ 15 characters) and their alias."""
 
-    federation_id: str
+    installation: str
+    tag: str
+    key: str = ""  # the federation's key_text, for the alias (informative)
 
     @property
     def h(self) -> str:
-        return short_hash(self.federation_id)
+        return installation_prefix(self.installation) + self.tag
+
+    @property
+    def alias(self) -> str:
+        return f"{ALIAS_PREFIX}{self.installation}:{self.key}"
 
     @property
     def bridge(self) -> str:
@@ -65,14 +92,18 @@ class LinkNames:
         return f"mfx{self.h}"
 
     def veth(self, i: int) -> str:
-        return f"mfv{self.h}{i}"
+        return f"mfv{self.h}{i:02x}"
 
     def veth_tmp_peer(self, i: int) -> str:
         # The peer's name while it is still in the host netns, before the move.
-        return f"mft{self.h}{i}"
+        return f"mft{self.h}{i:02x}"
 
     def owns(self, ifname: str) -> bool:
-        return any(ifname.startswith(p + self.h) for p in LINK_PREFIXES)
+        return ifname[:3] in LINK_PREFIXES and ifname[3 : 3 + len(self.h)] == self.h
+
+    def mine(self, alias: str | None) -> bool:
+        """A link of these names is ours unless another installation's alias says otherwise."""
+        return not alias or alias.startswith(f"{ALIAS_PREFIX}{self.installation}:")
 
 
 @dataclass(frozen=True)
@@ -110,22 +141,35 @@ def existing_vxlans() -> list[VxlanInfo]:
     return out
 
 
-def links_of(federation_id: str) -> list[str]:
-    names = LinkNames(federation_id)
+def _names_and_aliases(ipr: IPRoute) -> list[tuple[str, str | None]]:
+    return [
+        (link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_IFALIAS")) for link in ipr.get_links()
+    ]
+
+
+def links_of(names: LinkNames) -> list[str]:
     with IPRoute() as ipr:
         return sorted(
-            n for link in ipr.get_links() if names.owns(n := link.get_attr("IFLA_IFNAME"))
+            n for n, alias in _names_and_aliases(ipr) if names.owns(n) and names.mine(alias)
         )
 
 
-def all_owned_links() -> list[str]:
-    """Links that look like any federation's (for crash cleanup)."""
+def host_link_names() -> set[str]:
+    """Every link name in this netns (tag collision check)."""
     with IPRoute() as ipr:
-        return sorted(
-            n
-            for link in ipr.get_links()
-            if (n := link.get_attr("IFLA_IFNAME"))[:3] in LINK_PREFIXES and len(n) >= 11
-        )
+        return {n for n, _ in _names_and_aliases(ipr)}
+
+
+def owned_links(installation: str) -> dict[str, str]:
+    """Every link this installation made, by its alias: name -> tag."""
+    mark = f"{ALIAS_PREFIX}{installation}:"
+    prefix_len = 3 + len(installation_prefix(installation))
+    with IPRoute() as ipr:
+        return {
+            n: n[prefix_len : prefix_len + TAG_LEN]
+            for n, alias in _names_and_aliases(ipr)
+            if alias and alias.startswith(mark) and n[:3] in LINK_PREFIXES
+        }
 
 
 def delete_links(ifnames: Sequence[str]) -> None:
@@ -137,12 +181,12 @@ def delete_links(ifnames: Sequence[str]) -> None:
                     ipr.link("del", index=idx)
 
 
-def teardown(federation_id: str) -> list[str]:
-    """Removes every link of ``federation_id``; returns what it removed."""
+def teardown(names: LinkNames) -> list[str]:
+    """Removes every link of one federation; returns what it removed."""
     # veths first: the bridge then goes away without flapping ports.
-    names = sorted(links_of(federation_id), key=lambda n: not n.startswith(("mfv", "mft")))
-    delete_links(names)
-    return names
+    found = sorted(links_of(names), key=lambda n: not n.startswith(("mfv", "mft")))
+    delete_links(found)
+    return found
 
 
 def _configure_peer(tmp_name: str, ip: ipaddress.IPv4Interface, mtu: int) -> str:
@@ -197,7 +241,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def setup_overlay(
-    federation_id: str,
+    names: LinkNames,
     *,
     vni: int,
     port: int,
@@ -212,8 +256,9 @@ def setup_overlay(
     On any failure every link made so far is removed and DeploymentFailed
     raised, naming the step that failed and why (the kernel's own text goes
     to the log). ``fail_after(step)`` is a test hook called after each step.
-    Returns the host-side link names."""
-    names = LinkNames(federation_id)
+    Returns the host-side link names, each carrying ``names.alias``."""
+    federation_id = names.key or names.tag
+    alias = names.alias
     step = "start"
 
     def span(name: str, **attributes: Any) -> AbstractContextManager[Any]:
@@ -230,7 +275,7 @@ def setup_overlay(
             with span("bridge", bridge=names.bridge, mtu=mtu):
                 ipr.link("add", ifname=names.bridge, kind="bridge")
                 br = ipr.link_lookup(ifname=names.bridge)[0]
-                ipr.link("set", index=br, mtu=mtu, state="up")
+                ipr.link("set", index=br, mtu=mtu, state="up", ifalias=alias)
             if fail_after:
                 fail_after("bridge")
             step = f"VXLAN link {names.vxlan} (VNI {vni}, UDP port {port}, towards {remote_ip})"
@@ -246,7 +291,7 @@ def setup_overlay(
                     vxlan_learning=1,
                 )
                 vx = ipr.link_lookup(ifname=names.vxlan)[0]
-                ipr.link("set", index=vx, master=br, mtu=mtu, state="up")
+                ipr.link("set", index=vx, master=br, mtu=mtu, state="up", ifalias=alias)
             if fail_after:
                 fail_after("vxlan")
             for i, att in enumerate(attachments):
@@ -255,7 +300,7 @@ def setup_overlay(
                     ipr.link("add", ifname=names.veth(i), kind="veth", peer=names.veth_tmp_peer(i))
                     host_end = ipr.link_lookup(ifname=names.veth(i))[0]
                     peer = ipr.link_lookup(ifname=names.veth_tmp_peer(i))[0]
-                    ipr.link("set", index=host_end, master=br, mtu=mtu, state="up")
+                    ipr.link("set", index=host_end, master=br, mtu=mtu, state="up", ifalias=alias)
                     ipr.link("set", index=peer, net_ns_pid=att.pid)
                     run_in_netns(
                         att.netns_path,
@@ -263,10 +308,10 @@ def setup_overlay(
                     )
                 if fail_after:
                     fail_after(f"veth{i}")
-        return links_of(federation_id)
+        return links_of(names)
     except BaseException as exc:
         try:
-            made = teardown(federation_id)
+            made = teardown(names)
         except Exception:
             log.exception("could not remove the half-made overlay of %s", federation_id)
             made = []
@@ -285,8 +330,9 @@ class NetworkOps:
     unit tests need no root. Each blocks: call it via ``asyncio.to_thread``."""
 
     setup_overlay: Callable[..., list[str]] = setup_overlay
-    teardown: Callable[[str], list[str]] = teardown
-    links_of: Callable[[str], list[str]] = links_of
+    teardown: Callable[[LinkNames], list[str]] = teardown
+    links_of: Callable[[LinkNames], list[str]] = links_of
     existing_vxlans: Callable[[], list[VxlanInfo]] = existing_vxlans
-    all_owned_links: Callable[[], list[str]] = all_owned_links
+    host_link_names: Callable[[], set[str]] = host_link_names
+    owned_links: Callable[[str], dict[str, str]] = owned_links
     delete_links: Callable[[list[str]], None] = delete_links

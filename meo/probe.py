@@ -5,6 +5,9 @@ namespace (thread setns → socket() → setns back; a socket stays in the
 namespace it was made in), then echoes are sent to every provider app's echo
 port and loss and round-trip times measured. Targets are probed concurrently,
 one thread each, so the total time is bounded by one target's series.
+The series run on an executor of their own: runtime liveness keeps many of
+them going for seconds each, and the default executor also carries every
+VIM and netlink call, which must not queue behind them.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import socket
 import struct
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from mecfed.model import TrafficCheck, TrafficReport
 from meo.nsutil import run_in_netns
@@ -27,6 +31,7 @@ _MAGIC = b"mecfedpr"
 WARMUP_S = 2.0
 WARMUP_RETRY_S = 0.2
 _WARMUP_SEQ = 2**64 - 1
+_SERIES = ThreadPoolExecutor(max_workers=64, thread_name_prefix="probe")
 
 
 def _socket_in(netns_path: str) -> socket.socket:
@@ -94,8 +99,10 @@ async def probe(netns_path: str, targets: list[str], check: TrafficCheck) -> Tra
     from inside ``netns_path``."""
 
     async def one(ip: str) -> TrafficReport:
-        sock = await asyncio.to_thread(_socket_in, netns_path)
-        return await asyncio.to_thread(
+        loop = asyncio.get_running_loop()
+        sock = await loop.run_in_executor(_SERIES, _socket_in, netns_path)
+        return await loop.run_in_executor(
+            _SERIES,
             _series,
             sock,
             (ip, check.echo_port),

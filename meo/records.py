@@ -2,14 +2,20 @@
 bookkeeping records holding model values (:mod:`mecfed.model`), their JSON
 form for the state file, and the model views they answer with.
 
-The JSON form is the one earlier versions wrote, so a MEO restarted after an
-upgrade still finds what it made.
+The JSON form extends the one earlier versions wrote, so a MEO restarted
+after an upgrade still finds what it made.
+
+A federation's key is (consumer_id, federation_id): "" for this system's own
+(consumer-side) federations, the consumer's system id for provider-side ones.
+:func:`key_text` is its one-string form (reservations, labels, overlay IPs):
+the bare federation id on the consumer side, ``consumer/federation`` on the
+provider side ('/' is not allowed in ids, so the forms never collide).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, TypeAlias
 
 from mecfed.model import (
     App,
@@ -22,6 +28,13 @@ from mecfed.model import (
     ServiceStatus,
 )
 
+FedKey: TypeAlias = tuple[str, str]  # (consumer_id, federation_id)
+
+
+def key_text(key: FedKey) -> str:
+    consumer, fid = key
+    return f"{consumer}/{fid}" if consumer else fid
+
 
 @dataclass
 class InstanceRecord:
@@ -29,19 +42,23 @@ class InstanceRecord:
 
     id: str
     host: str
-    overlay_ips: dict[str, str] = field(default_factory=dict)  # federation id -> IP
+    overlay_ips: dict[str, str] = field(default_factory=dict)  # key_text -> IP
     state: InstanceState = InstanceState.READY
+    name: str = ""  # what its intent named (empty in records of earlier versions)
 
     def view(self) -> AppInstance:
         return AppInstance(self.id, self.host, self.state, tuple(sorted(self.overlay_ips.values())))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "host": self.host,
             "overlay_ips": dict(self.overlay_ips),
             "state": int(self.state),
         }
+        if self.name:
+            out["name"] = self.name
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> InstanceRecord:
@@ -50,6 +67,7 @@ class InstanceRecord:
             host=raw["host"],
             overlay_ips=dict(raw.get("overlay_ips", {})),
             state=InstanceState(int(raw.get("state", InstanceState.READY))),
+            name=str(raw.get("name", "")),
         )
 
 
@@ -125,6 +143,11 @@ class FederationRecord:
     links: list[str] = field(default_factory=list)
     peer_id: str = ""  # provider: consumer system id
     connected: bool = False
+    tag: str = ""  # names its links (meo.network.LinkNames); "" in earlier versions
+
+    @property
+    def key(self) -> FedKey:
+        return (self.peer_id if self.role == Role.PROVIDER else "", self.federation_id)
 
     @property
     def is_connected_consumer(self) -> bool:
@@ -138,6 +161,7 @@ class FederationRecord:
             local_endpoint=self.local,
             remote_endpoint=self.remote,
             links=tuple(links),
+            consumer_id=self.peer_id if self.role == Role.PROVIDER else "",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +174,7 @@ class FederationRecord:
             "links": list(self.links),
             "peer_id": self.peer_id,
             "connected": self.connected,
+            **({"tag": self.tag} if self.tag else {}),
         }
 
     @classmethod
@@ -163,7 +188,8 @@ class FederationRecord:
             links=list(raw.get("links", [])),
             peer_id=raw.get("peer_id", ""),
             connected=bool(raw.get("connected", False)),
+            tag=str(raw.get("tag", "")),
         )
 
 
-__all__ = ["AppRecord", "FederationRecord", "InstanceRecord"]
+__all__ = ["AppRecord", "FedKey", "FederationRecord", "InstanceRecord", "key_text"]

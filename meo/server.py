@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ from mecfed.v1 import common_pb2
 from mecfed.v1 import orchestrator_pb2 as pb
 from mecfed.wire import orchestrator as wire
 from mecfed.wire.common import endpoint_to_proto, traffic_to_proto
-from meo.orchestrator import Orchestrator
+from meo.orchestrator import Orchestrator, state_path
+from meo.state import DbClaims, installation_id, open_database
 from meo.vim import make_vim
 
 log = logging.getLogger(__name__)
@@ -88,17 +89,31 @@ class MecOrchestratorService:
         federation_id, check = wire.traffic_check_from_proto(request)
         return traffic_to_proto(await self.orch.verify_traffic(federation_id, check))
 
+    async def WatchTraffic(
+        self, request: pb.WatchTrafficRequest, context: Any
+    ) -> AsyncIterator[common_pb2.TrafficReport]:
+        federation_id, check, period_ms = wire.watch_traffic_from_proto(request)
+        async for report in self.orch.watch_traffic(federation_id, check, period_ms):
+            yield traffic_to_proto(report)
+
     async def ReleaseService(
         self, request: pb.ReleaseServiceRequest, context: Any
     ) -> pb.ReleaseServiceResponse:
-        await self.orch.release_service(wire.federation_id_from(request.federation_id))
+        federation_id, consumer_id = wire.service_key_from(request)
+        await self.orch.release_service(federation_id, consumer_id)
         return pb.ReleaseServiceResponse()
 
     async def GetServiceStatus(
         self, request: pb.GetServiceStatusRequest, context: Any
     ) -> pb.ServiceStatus:
-        status = await self.orch.service_status(wire.federation_id_from(request.federation_id))
+        federation_id, consumer_id = wire.service_key_from(request)
+        status = await self.orch.service_status(federation_id, consumer_id)
         return wire.status_to_proto(status)
+
+    async def ListServices(
+        self, request: pb.ListServicesRequest, context: Any
+    ) -> pb.ListServicesResponse:
+        return wire.services_to_proto(await self.orch.list_services())
 
 
 def own_system_only(system_id: str) -> AccessPolicy:
@@ -117,11 +132,14 @@ def allow_any_caller(method: str, peer_id: str) -> bool:
 
 
 def build_orchestrator(config: SystemConfig, tracer: Tracer | None = None) -> Orchestrator:
-    """The orchestrator with the VIM the config names (one local host)."""
+    """The orchestrator with the VIM the config names (one local host),
+    scoped to the installation its state directory holds."""
     state = Path(config.state_dir)
+    db = open_database(state_path(config))
     vim = make_vim(
         config.vim,
         config.system_id,
+        installation=installation_id(db),
         bin_dir=str(state / "bin"),
         meta_dir=str(state / "netns-vim"),
     )
@@ -132,8 +150,9 @@ def build_orchestrator(config: SystemConfig, tracer: Tracer | None = None) -> Or
             raise ValueError("warm_pool needs warm_image: the image the spares run")
         # The same env the orchestrator gives a default-port echo app.
         template = PoolTemplate(config.warm_image, env=(("ECHO_PORT", str(DEFAULT_ECHO_PORT)),))
-        vim = PooledVim(vim, template, config.warm_pool, state / "warm-pool.json")
-    orch = Orchestrator(config, {vim.host: vim}, tracer=tracer)
+        claims = DbClaims(db, legacy_file=state / "warm-pool.json")
+        vim = PooledVim(vim, template, config.warm_pool, claims)
+    orch = Orchestrator(config, {vim.host: vim}, db=db, tracer=tracer)
     orch.load()
     return orch
 

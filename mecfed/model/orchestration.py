@@ -69,6 +69,17 @@ class OverlayReservation:
         require_candidates(self.candidates, "candidates")
 
 
+# Runtime liveness: the gap between two series of a WatchTraffic stream.
+WATCH_PERIOD_MS_DEFAULT = 2000
+WATCH_PERIOD_MS_MIN = 100
+WATCH_PERIOD_MS_MAX = 3_600_000
+
+
+def require_watch_period(period_ms: int, field: str = "period_ms") -> int:
+    c.require_range(period_ms, field, WATCH_PERIOD_MS_MIN, WATCH_PERIOD_MS_MAX)
+    return period_ms
+
+
 @dataclass(frozen=True, slots=True)
 class TrafficCheck:
     """How the consumer proves the federation works: ``count`` UDP echoes to
@@ -88,6 +99,7 @@ class TrafficCheck:
 
 
 __all__ = [
+    "WATCH_PERIOD_MS_DEFAULT",
     "App",
     "AppInstance",
     "InstanceState",
@@ -95,4 +107,5 @@ __all__ = [
     "Role",
     "ServiceStatus",
     "TrafficCheck",
+    "require_watch_period",
 ]

@@ -18,6 +18,7 @@ from mecfed.model import (
     TrafficCheck,
 )
 from mecfed.model.checks import MAX_CANDIDATES, require_id, require_name
+from mecfed.model.orchestration import WATCH_PERIOD_MS_DEFAULT, require_watch_period
 from mecfed.v1 import orchestrator_pb2 as pb
 from mecfed.wire.common import (
     app_from_proto,
@@ -78,9 +79,16 @@ def app_name_from(value: str) -> str:
 
 
 def federation_id_from(value: str) -> str:
-    """The ``federation_id`` of a request that carries nothing else
-    (ReleaseService, GetServiceStatus)."""
+    """A request's ``federation_id``."""
     return require_id(value, "federation_id")
+
+
+def service_key_from(msg: pb.ReleaseServiceRequest | pb.GetServiceStatusRequest) -> tuple[str, str]:
+    """(federation_id, consumer_id) of ReleaseService / GetServiceStatus; an
+    empty consumer_id means this system's own (consumer-side) federation."""
+    federation_id = require_id(msg.federation_id, "federation_id")
+    consumer_id = require_id(msg.consumer_id, "consumer_id") if msg.consumer_id else ""
+    return federation_id, consumer_id
 
 
 # --- provider side --------------------------------------------------------------
@@ -167,8 +175,7 @@ def connect_from_proto(msg: pb.ConnectOverlayRequest) -> tuple[str, str, Overlay
     return federation_id, service_name, provider
 
 
-def traffic_check_from_proto(msg: pb.VerifyTrafficRequest) -> tuple[str, TrafficCheck]:
-    federation_id = require_id(msg.federation_id, "federation_id")
+def _check_from(msg: pb.VerifyTrafficRequest | pb.WatchTrafficRequest) -> TrafficCheck:
     defaults = TrafficCheck()
     check = build(
         "",
@@ -178,7 +185,32 @@ def traffic_check_from_proto(msg: pb.VerifyTrafficRequest) -> tuple[str, Traffic
         timeout_ms=msg.timeout_ms or defaults.timeout_ms,
         echo_port=msg.echo_port or defaults.echo_port,
     )
-    return federation_id, check
+    return check
+
+
+def traffic_check_from_proto(msg: pb.VerifyTrafficRequest) -> tuple[str, TrafficCheck]:
+    federation_id = require_id(msg.federation_id, "federation_id")
+    return federation_id, _check_from(msg)
+
+
+def watch_traffic_from_proto(msg: pb.WatchTrafficRequest) -> tuple[str, TrafficCheck, int]:
+    """(federation_id, the per-series check, period_ms); 0 means the default."""
+    federation_id = require_id(msg.federation_id, "federation_id")
+    period_ms = require_watch_period(msg.period_ms or WATCH_PERIOD_MS_DEFAULT)
+    return federation_id, _check_from(msg), period_ms
+
+
+def watch_traffic_to_proto(
+    federation_id: str, check: TrafficCheck, period_ms: int
+) -> pb.WatchTrafficRequest:
+    return pb.WatchTrafficRequest(
+        federation_id=federation_id,
+        period_ms=period_ms,
+        count=check.count,
+        interval_ms=check.interval_ms,
+        timeout_ms=check.timeout_ms,
+        echo_port=check.echo_port,
+    )
 
 
 def traffic_check_to_proto(federation_id: str, check: TrafficCheck) -> pb.VerifyTrafficRequest:
@@ -203,6 +235,10 @@ def status_to_proto(status: ServiceStatus) -> pb.ServiceStatus:
         links=list(status.links),
         consumer_id=status.consumer_id,
     )
+
+
+def services_to_proto(services: list[ServiceStatus]) -> pb.ListServicesResponse:
+    return pb.ListServicesResponse(services=[status_to_proto(s) for s in services])
 
 
 def status_from_proto(msg: pb.ServiceStatus) -> ServiceStatus:

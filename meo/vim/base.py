@@ -21,6 +21,10 @@ LABEL_SYSTEM = "mecfed.system"
 LABEL_FEDERATION = "mecfed.federation"
 LABEL_APP = "mecfed.app"
 LABEL_TESTBED = "mecfed.testbed"
+# The MEO installation (meo.state.installation_id) that made it: a driver
+# lists, claims and removes only its own installation's instances, so two
+# MEOs with the same system id on one host never touch each other's.
+LABEL_INSTALLATION = "mecfed.installation"
 NAME_PREFIX = "mecfed"
 
 
@@ -41,6 +45,7 @@ class VimDriver(Protocol):
 
     host: str
     system_id: str
+    installation: str  # "" for a driver that is not scoped to one installation
 
     async def check_image(self, image: str) -> None:
         """Fails fast, before anything is made, if ``image`` cannot run here."""
@@ -77,14 +82,21 @@ class VimDriver(Protocol):
         ...
 
 
-def instance_name(system_id: str, app: str, suffix: str) -> str:
+def name_prefix(system_id: str, installation: str = "") -> str:
+    """What every instance name of this system (and installation) starts with."""
+    inst = f"{installation[:6]}-" if installation else ""
+    return f"{NAME_PREFIX}-{system_id}-{inst}"
+
+
+def instance_name(system_id: str, app: str, suffix: str, installation: str = "") -> str:
     """Deterministic, prefix-searchable name of an instance."""
-    return f"{NAME_PREFIX}-{system_id}-{app}-{suffix}"
+    return f"{name_prefix(system_id, installation)}{app}-{suffix}"
 
 
 __all__ = [
     "LABEL_APP",
     "LABEL_FEDERATION",
+    "LABEL_INSTALLATION",
     "LABEL_SYSTEM",
     "LABEL_TESTBED",
     "NAME_PREFIX",
@@ -92,4 +104,5 @@ __all__ = [
     "Resources",
     "VimDriver",
     "instance_name",
+    "name_prefix",
 ]

@@ -34,7 +34,14 @@ from mecfed.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from meo.vim.base import LABEL_APP, LABEL_SYSTEM, LABEL_TESTBED, Instance, Resources
+from meo.vim.base import (
+    LABEL_APP,
+    LABEL_INSTALLATION,
+    LABEL_SYSTEM,
+    LABEL_TESTBED,
+    Instance,
+    Resources,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,10 +90,22 @@ def _translated(host: str, what: str, fallback: Callable[[], MecfedError]) -> It
 
 
 class DockerVim:
-    def __init__(self, system_id: str, client: docker.DockerClient | None = None) -> None:
+    def __init__(
+        self,
+        system_id: str,
+        client: docker.DockerClient | None = None,
+        *,
+        installation: str = "",
+    ) -> None:
         self.system_id = system_id
+        self.installation = installation
         self.host = f"{system_id}-docker"
         self._client = client
+        # Every container carries its system and installation; listings
+        # filter on both, so another installation's containers are invisible.
+        self._own = {LABEL_SYSTEM: system_id}
+        if installation:
+            self._own[LABEL_INSTALLATION] = installation
         # The testbed labels everything its systems make so that `testbed
         # down` finds containers even after every MEO crashed.
         testbed = os.environ.get("MECFED_TESTBED", "")
@@ -182,7 +201,7 @@ class DockerVim:
                 container = self.client.containers.create(
                     image,
                     name=name,
-                    labels={**labels, **self._extra_labels, LABEL_SYSTEM: self.system_id},
+                    labels={**labels, **self._extra_labels, **self._own},
                     environment=dict(env or {}),
                     network_mode="none",
                     auto_remove=False,
@@ -260,7 +279,7 @@ class DockerVim:
         )
 
     async def list_instances(self, labels: Mapping[str, str] | None = None) -> list[Instance]:
-        want = {LABEL_SYSTEM: self.system_id, **(labels or {})}
+        want = {**(labels or {}), **self._own}
 
         def list_() -> list[Instance]:
             rows = self.client.api.containers(

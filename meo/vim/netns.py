@@ -28,7 +28,14 @@ from mecfed.errors import DeploymentFailed, FailedPrecondition, MecfedError
 from mecfed.model.checks import DEFAULT_ECHO_PORT
 from meo.image import build_echo_binary
 from meo.nsutil import create_netns, run_in_netns
-from meo.vim.base import LABEL_APP, LABEL_SYSTEM, NAME_PREFIX, Instance, Resources
+from meo.vim.base import (
+    LABEL_APP,
+    LABEL_INSTALLATION,
+    LABEL_SYSTEM,
+    Instance,
+    Resources,
+    name_prefix,
+)
 
 log = logging.getLogger(__name__)
 NETNS_DIR = "/var/run/netns"
@@ -41,16 +48,23 @@ def _lo_up() -> None:
 
 class NetnsVim:
     def __init__(
-        self, system_id: str, *, bin_dir: str | None = None, meta_dir: str | None = None
+        self,
+        system_id: str,
+        *,
+        installation: str = "",
+        bin_dir: str | None = None,
+        meta_dir: str | None = None,
     ) -> None:
         self.system_id = system_id
+        self.installation = installation
         self.host = f"{system_id}-netns"
         self._bin_dir = bin_dir
         self._meta = Path(meta_dir or f"/run/mecfed-netns-vim/{system_id}")
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def _prefix(self) -> str:
-        return f"{NAME_PREFIX}-{self.system_id}-"
+        # Namespaces carry no labels: the installation is in their names.
+        return name_prefix(self.system_id, self.installation)
 
     def _meta_file(self, name: str) -> Path:
         return self._meta / f"{name}.json"
@@ -67,6 +81,8 @@ class NetnsVim:
             name = self._prefix() + name
         app = labels.get(LABEL_APP, name)
         labels = {**labels, LABEL_SYSTEM: self.system_id, "mecfed.image": image}
+        if self.installation:
+            labels[LABEL_INSTALLATION] = self.installation
 
         def create() -> Instance:
             binary = build_echo_binary(self._bin_dir)
@@ -181,7 +197,12 @@ class NetnsVim:
             name=name,
             pid=pid,
             netns_path=path,
-            labels=dict(meta["labels"]) if meta else {LABEL_SYSTEM: self.system_id},
+            # Without its metadata a namespace's maker is unknown (a 6-digit
+            # prefix can collide): "" keeps the orphan sweep off it; an intent
+            # or a cleanup still removes it by name.
+            labels=dict(meta["labels"])
+            if meta
+            else {LABEL_SYSTEM: self.system_id, LABEL_INSTALLATION: ""},
             running=bool(pid) and _alive(pid),
         )
 

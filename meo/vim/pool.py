@@ -4,8 +4,16 @@ else) instead of paying for a container start when a federation is on the
 clock. Requests that do not match the pool's template start cold as before.
 
 Docker labels cannot change after creation, so the labels a claim adds
-(federation, app) are kept here and persisted next to the MEO's state; a
-MEO that restarts still finds a claimed container by its federation label.
+(federation, app) are kept here and persisted (:class:`ClaimStore`: the
+MEO's database, or a JSON file for a pool used on its own); a MEO that
+restarts still finds a claimed container by its federation label.
+
+The pool belongs to one MEO installation, not to a system id: its spares
+are found through the inner driver, which lists only its installation's
+containers, so a second installation with the same system id on the host
+neither adopts, renames nor deletes them. The claims are loaded when the
+pool is made, so a reconcile that runs before :meth:`PooledVim.fill` sees a
+claimed container as claimed (and removes it if no record owns it).
 """
 
 from __future__ import annotations
@@ -20,12 +28,40 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from meo.vim.base import NAME_PREFIX, Instance, Resources, VimDriver
+from meo.vim.base import Instance, Resources, VimDriver, name_prefix
 
 log = logging.getLogger(__name__)
 
 LABEL_POOL = "mecfed.pool"  # the template's key; on idle and claimed members
+
+
+class ClaimStore(Protocol):
+    """Where the labels of claimed containers are kept: id -> labels."""
+
+    def load(self) -> dict[str, dict[str, str]]: ...
+
+    def save(self, claims: dict[str, dict[str, str]]) -> None: ...
+
+
+class JsonClaims:
+    """A JSON file, replaced atomically."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> dict[str, dict[str, str]]:
+        try:
+            return dict(json.loads(self.path.read_text()))
+        except FileNotFoundError:
+            return {}
+
+    def save(self, claims: dict[str, dict[str, str]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(claims, indent=1))
+        os.replace(tmp, self.path)
 
 
 @dataclass(frozen=True)
@@ -60,7 +96,7 @@ class PooledVim:
         inner: VimDriver,
         template: PoolTemplate,
         size: int,
-        state_file: str | Path,
+        claims: str | Path | ClaimStore,
         *,
         refill_delay: float = 2.0,
     ) -> None:
@@ -69,14 +105,16 @@ class PooledVim:
         self.inner = inner
         self.host = inner.host
         self.system_id = inner.system_id
+        self.installation = inner.installation
         self.template = template
         self.size = size
         self.refill_delay = refill_delay
-        self._state_file = Path(state_file)
+        self._store = JsonClaims(claims) if isinstance(claims, str | Path) else claims
         self._idle: list[str] = []  # container ids, started, never handed out
         self._claimed: dict[str, dict[str, str]] = {}  # id -> labels added by the claim
         self._last_claim = 0.0
         self._refill: asyncio.Task[None] | None = None
+        self._load()
 
     # --- pool upkeep ---------------------------------------------------------
 
@@ -105,7 +143,7 @@ class PooledVim:
             await self._add_spare()
 
     async def _add_spare(self) -> None:
-        name = f"{NAME_PREFIX}-{self.inner.system_id}-pool-{secrets.token_hex(3)}"
+        name = f"{name_prefix(self.system_id, self.installation)}pool-{secrets.token_hex(3)}"
         inst = await self.inner.create_instance(
             name,
             self.template.image,
@@ -145,16 +183,10 @@ class PooledVim:
         await self.inner.close()
 
     def _load(self) -> None:
-        try:
-            self._claimed = json.loads(self._state_file.read_text())
-        except FileNotFoundError:
-            self._claimed = {}
+        self._claimed = self._store.load()
 
     def _save(self) -> None:
-        self._state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._claimed, indent=1))
-        os.replace(tmp, self._state_file)
+        self._store.save(self._claimed)
 
     # --- VimDriver -------------------------------------------------------------
 

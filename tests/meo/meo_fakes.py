@@ -4,8 +4,11 @@ the overlay, the state and the server."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +22,7 @@ from mecfed.errors import DeploymentFailed, FailedPrecondition, MecfedError
 from mecfed.rpc.status import violations_of
 from mecfed.v1 import common_pb2, orchestrator_pb2_grpc
 from mecfed.v1 import orchestrator_pb2 as pb
-from meo.network import NetworkOps
+from meo.network import LinkNames, NetworkOps, installation_prefix
 from meo.orchestrator import Orchestrator
 from meo.server import MeoServer, allow_any_caller, serve
 from meo.vim.base import Instance, Resources
@@ -32,6 +35,7 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 class FakeVim:
     host = "fake-host"
     system_id = "sys-a"
+    installation = ""  # not scoped: it serves one MEO per test
 
     def __init__(self) -> None:
         self.instances: dict[str, Instance] = {}
@@ -39,6 +43,12 @@ class FakeVim:
         self.fail_on_create = 0  # the n-th create (1-based) raises a raw error
         self.creates = 0
         self.dead: set[str] = set()  # instances that stopped running
+        # A create waits for ``gate`` (set ``entered`` first): a deployment in progress.
+        self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()
+        # A create runs in a worker thread for this long, as the Docker VIM's do:
+        # cancelling the caller does not stop it.
+        self.thread_s = 0.0
 
     async def check_image(self, image: str) -> None:
         if image == "absent/image:1":
@@ -57,9 +67,17 @@ class FakeVim:
             raise DeploymentFailed(f"image {image!r} not found on this host")
         if self.creates == self.fail_on_create:
             raise OSError(5, "raw engine text: EIO on /var/lib/secret")
-        inst = Instance(name, name, 4242, "/proc/4242/ns/net", dict(labels))
-        self.instances[name] = inst
-        return inst
+        if self.gate is not None:
+            self.entered.set()
+            await self.gate.wait()
+
+        def start() -> Instance:
+            time.sleep(self.thread_s)
+            inst = Instance(name, name, 4242, "/proc/4242/ns/net", dict(labels))
+            self.instances[name] = inst
+            return inst
+
+        return await asyncio.to_thread(start) if self.thread_s else start()
 
     async def rename_instance(self, instance_id: str, name: str) -> Instance | None:
         return self.instances.get(instance_id)
@@ -88,46 +106,73 @@ class FakeVim:
 
 
 class FakeNet(NetworkOps):
-    """Host networking as a dict of link names per federation. Builds the
-    links step by step and calls ``fail_after`` like the real one; on a
-    failure it removes what it made."""
+    """Host networking as a dict of link names per federation key. Builds
+    the links step by step (real names) and calls ``fail_after`` like the
+    real one; on a failure it removes what it made."""
 
     def __init__(self) -> None:
         self.links: dict[str, list[str]] = {}
         self.fail_at = ""  # a step name: the set-up fails there (as a netlink error would)
+        # Set: the set-up thread stops after the bridge until it is set (``entered`` first).
+        self.hold: threading.Event | None = None
+        self.entered = threading.Event()
         super().__init__(
             setup_overlay=self._setup,
-            teardown=lambda fed: self.links.pop(fed, []),
-            links_of=lambda fed: list(self.links.get(fed, [])),
+            teardown=self._teardown,
+            links_of=lambda names: [n for n in self.links.get(names.key, []) if names.owns(n)],
             existing_vxlans=lambda: [],
-            all_owned_links=lambda: [n for ls in self.links.values() for n in ls],
-            delete_links=lambda names: self.links.clear(),
+            host_link_names=lambda: {n for ls in self.links.values() for n in ls},
+            owned_links=self._owned,
+            delete_links=self._delete,
         )
+
+    def _owned(self, installation: str) -> dict[str, str]:
+        mark = installation_prefix(installation)
+        return {n: n[7:13] for ls in self.links.values() for n in ls if n[3:7] == mark}
+
+    def _delete(self, names: list[str]) -> None:
+        for key in list(self.links):
+            self.links[key] = [n for n in self.links[key] if n not in names]
+            if not self.links[key]:
+                del self.links[key]
+
+    def _teardown(self, names: LinkNames) -> list[str]:
+        gone = [n for n in self.links.get(names.key, []) if names.owns(n)]
+        self._delete(gone)
+        return gone
 
     def _setup(
         self,
-        fed: str,
+        names: LinkNames,
         *,
         attachments: list[Any],
         fail_after: Callable[[str], None] | None = None,
         **kw: Any,
     ) -> list[str]:
-        made = self.links.setdefault(fed, [])
-        steps = [("bridge", "mfb"), ("vxlan", "mfx")]
-        steps += [(f"veth{i}", f"mfv{i}") for i in range(len(attachments))]
+        made = self.links.setdefault(names.key, [])
+        steps = [("bridge", names.bridge), ("vxlan", names.vxlan)]
+        steps += [(f"veth{i}", names.veth(i)) for i in range(len(attachments))]
         try:
             for step, link in steps:
                 made.append(link)
                 if step == self.fail_at:
-                    raise DeploymentFailed(f"could not set up the overlay of {fed}: {step}")
+                    raise DeploymentFailed(f"could not set up the overlay of {names.key}: {step}")
                 if fail_after:
                     fail_after(step)
+                if step == "bridge" and self.hold is not None:
+                    self.entered.set()
+                    self.hold.wait()
         except BaseException as exc:
-            self.links.pop(fed, None)
+            self._teardown(names)
             if isinstance(exc, MecfedError):
                 raise
-            raise DeploymentFailed(f"overlay of {fed} failed") from exc
-        return list(made)
+            raise DeploymentFailed(f"overlay of {names.key} failed") from exc
+        return [n for n in made if names.owns(n)]
+
+
+def recorded(orch: Orchestrator, table: str) -> list[dict[str, Any]]:
+    """The rows of one of the MEO's state tables (apps, federations, reservations)."""
+    return [json.loads(r["data"]) for r in orch.state.db.query(f"SELECT data FROM meo_{table}")]
 
 
 @dataclass
@@ -144,9 +189,7 @@ class Meo:
     def leftovers(self, *, keep_apps: tuple[str, ...] = ()) -> dict[str, Any]:
         """Everything the MEO holds beyond ``keep_apps``: must be empty
         after a refused or failed call."""
-        state = (
-            json.loads(self.orch.state_file.read_text()) if self.orch.state_file.exists() else {}
-        )
+        state = {t: recorded(self.orch, t) for t in ("apps", "federations", "reservations")}
         summary = self.orch.summary()
         left = {
             "containers": sorted(
@@ -163,6 +206,7 @@ class Meo:
                 for r in state.get(key, [])
                 if r.get("name") not in keep_apps
             ],
+            "intents": [i.name for i in self.orch.state.intents()],
         }  # fmt: skip
         return {k: v for k, v in left.items() if v}
 

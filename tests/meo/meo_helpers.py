@@ -127,16 +127,27 @@ class System:
 
 @contextlib.asynccontextmanager
 async def start_system(
-    host: Host, vim: str, tmp: Path, system_id: str, *, fail_once: str = ""
+    host: Host,
+    vim: str,
+    tmp: Path,
+    system_id: str,
+    *,
+    fail_once: str = "",
+    crash_at: str = "",
+    sweep: bool = True,
+    **config: Any,
 ) -> AsyncIterator[System]:
     """Runs ``tests/meo/meo_host.py`` in ``host``'s namespace. A separate
     process, not a thread: gRPC's internal threads would otherwise inherit
     the namespace of whichever thread started them and break later servers
     of the test session."""
-    config = make_config(system_id, tmp / system_id, underlay_ip=host.underlay_ip, vim=vim)
+    config = make_config(
+        system_id, tmp / system_id, underlay_ip=host.underlay_ip, vim=vim, **config
+    )
     cfg_file = tmp / f"{system_id}.json"
     config.save(cfg_file)
     sock = tmp / f"{system_id}.sock"
+    sock.unlink(missing_ok=True)  # left by a process that was killed
     cmd = [
         sys.executable,
         str(Path(__file__).with_name("meo_host.py")),
@@ -149,6 +160,8 @@ async def start_system(
     ]
     if fail_once:
         cmd += ["--fail-once", fail_once]
+    if crash_at:
+        cmd += ["--crash-at", crash_at]
     proc, log = await asyncio.to_thread(_launch, cmd, tmp / f"{system_id}.log")
     channel = grpc.aio.insecure_channel(f"unix:{sock}")
     try:
@@ -170,7 +183,8 @@ async def start_system(
             proc.kill()
             proc.wait()
         log.close()
-        await asyncio.to_thread(_remove_leftover_instances, system_id)
+        if sweep:
+            await asyncio.to_thread(_remove_leftover_instances, system_id)
 
 
 def _launch(cmd: list[str], log_path: Path) -> tuple[subprocess.Popen[bytes], BinaryIO]:

@@ -3,7 +3,10 @@ namespace, serving on a unix socket.
 
 It enters the namespace before anything else is imported, so every thread
 (gRPC's included) lives there. ``--fail-once STEP`` makes the first overlay
-set-up fail after STEP (to test the all-or-nothing rollback).
+set-up fail after STEP (to test the all-or-nothing rollback);
+``--crash-at STEP`` kills the process right after STEP (``instance`` after
+a container started, or an overlay step), as a kill -9 would: between an
+intent and its record.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--socket", required=True)
     parser.add_argument("--fail-once", default="")
+    parser.add_argument("--crash-at", default="")
     parser.add_argument("--cleanup", action="store_true", help="cleanup_all and exit")
     args = parser.parse_args()
     _enter(args.netns)
@@ -55,6 +59,13 @@ def main() -> None:
                     raise DeploymentFailed(f"injected failure after {step}")
 
             orch.fail_after = fail
+        if args.crash_at:
+
+            def crash(step: str) -> None:
+                if step == args.crash_at:
+                    os._exit(137)  # no cleanup, no flush: as kill -9
+
+            orch.fail_after = crash
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)

@@ -4,11 +4,9 @@ hostile requests that must be refused with the right code and leave nothing."""
 
 from __future__ import annotations
 
-import json
-
 import grpc
 import pytest
-from meo_fakes import INVALID, bad_field, code_of, spec
+from meo_fakes import INVALID, bad_field, code_of, recorded, spec
 
 from mecfed.v1 import common_pb2
 from mecfed.v1 import orchestrator_pb2 as pb
@@ -49,8 +47,7 @@ async def test_app_lifecycle(meo, tmp_path):
     assert code == INVALID
     app = await stub.ScaleApp(pb.ScaleAppRequest(name="web", replicas=1))
     assert len(app.instances) == 1
-    state = json.loads(orch.state_file.read_text())
-    assert [a["name"] for a in state["apps"]] == ["web"]
+    assert [a["name"] for a in recorded(orch, "apps")] == ["web"]
     assert (await stub.ListApps(pb.ListAppsRequest())).apps[0].name == "web"
     await stub.DeleteApp(pb.DeleteAppRequest(name="web"))
     code, _ = await _code(stub.GetApp(pb.GetAppRequest(name="web")))

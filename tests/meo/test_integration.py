@@ -101,18 +101,25 @@ async def test_federation_end_to_end(underlay, vim, tmp_path):
         assert (report.sent, report.received, report.loss) == (40, 40, 0.0)
         assert 0 < report.rtt_ms <= report.rtt_max_ms < 500
 
-        status = await provider.stub.GetServiceStatus(pb.GetServiceStatusRequest(federation_id=fed))
+        status = await provider.stub.GetServiceStatus(
+            pb.GetServiceStatusRequest(federation_id=fed, consumer_id=consumer.config.system_id)
+        )
         assert status.role == "provider" and len(status.instances) == 2
+        assert status.consumer_id == consumer.config.system_id
         assert len(status.links) == 4  # bridge, vxlan, 2 veths
         apps = await provider.stub.ListApps(pb.ListAppsRequest())
         assert [a.federation_id for a in apps.apps] == [fed]
 
-        for system, host in ((consumer, host_a), (provider, host_b)):
-            await system.stub.ReleaseService(pb.ReleaseServiceRequest(federation_id=fed))
-            await system.stub.ReleaseService(pb.ReleaseServiceRequest(federation_id=fed))
+        for system, host, whose in (
+            (consumer, host_a, ""),
+            (provider, host_b, consumer.config.system_id),
+        ):
+            key = {"federation_id": fed, "consumer_id": whose}
+            await system.stub.ReleaseService(pb.ReleaseServiceRequest(**key))
+            await system.stub.ReleaseService(pb.ReleaseServiceRequest(**key))
             assert _overlay_links(host.netns) == set()
             with pytest.raises(grpc.aio.AioRpcError) as err:
-                await system.stub.GetServiceStatus(pb.GetServiceStatusRequest(federation_id=fed))
+                await system.stub.GetServiceStatus(pb.GetServiceStatusRequest(**key))
             assert err.value.code() == grpc.StatusCode.NOT_FOUND
         assert _instances_left(provider.config.system_id, vim) == 0
         # The consumer's own app survives the federation, without overlay IPs.
@@ -152,7 +159,9 @@ async def test_failure_half_way_leaves_nothing(underlay, vim, tmp_path):
         assert _overlay_links(host_b.netns) == set()
         assert _instances_left(provider.config.system_id, vim) == 0
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await provider.stub.GetServiceStatus(pb.GetServiceStatusRequest(federation_id="f1"))
+            await provider.stub.GetServiceStatus(
+                pb.GetServiceStatusRequest(federation_id="f1", consumer_id="c")
+            )
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
         if vim == "docker":  # the VIM itself fails on the second replica's image

@@ -27,6 +27,7 @@ from meo_helpers import (
 )
 from pyroute2 import IPRoute, netns
 
+from mecfed.storage import Database
 from mecfed.v1 import common_pb2, orchestrator_pb2_grpc
 from mecfed.v1 import orchestrator_pb2 as pb
 from meo.nsutil import create_netns, run_in_netns
@@ -99,8 +100,11 @@ async def running(
 
 
 def _recorded_apps(cfg: Path, sid: str) -> list[str]:
-    state = json.loads((cfg.parent / "state" / f"meo-{sid}.json").read_text())
-    return [a["name"] for a in state["apps"]]
+    db = Database(cfg.parent / "state" / f"meo-{sid}.db")
+    try:
+        return [json.loads(r["data"])["name"] for r in db.query("SELECT data FROM meo_apps")]
+    finally:
+        db.close()
 
 
 async def test_sigterm_keeps_state_and_cleanup_removes_it(place):

@@ -48,14 +48,21 @@ def host() -> Iterator[str]:
             netns.remove(name)
 
 
-def _setup(path: str, fed: str, **kw: object) -> list[str]:
+INSTALLATION = "0123456789abcdef"
+
+
+def _names(fed: str, installation: str = INSTALLATION) -> network.LinkNames:
+    return network.LinkNames(installation, network.first_tag(fed), fed)
+
+
+def _setup(path: str, fed: str, installation: str = INSTALLATION, **kw: object) -> list[str]:
     args = dict(vni=4242, port=4800, local_ip=LOCAL, remote_ip=REMOTE, attachments=())
     args.update(kw)
-    return run_in_netns(path, partial(network.setup_overlay, fed, **args))
+    return run_in_netns(path, partial(network.setup_overlay, _names(fed, installation), **args))
 
 
 def _links(path: str, fed: str) -> list[str]:
-    return run_in_netns(path, partial(network.links_of, fed))
+    return run_in_netns(path, partial(network.links_of, _names(fed)))
 
 
 def test_a_vanished_instance_is_reported_in_our_words(host):
@@ -90,8 +97,31 @@ def test_a_working_set_up_and_its_teardown(host):
     assert len(links) == 2 and _links(host, "fed-c") == links
     vxlans = run_in_netns(host, network.existing_vxlans)
     assert [(v.vni, v.port) for v in vxlans] == [(4242, 4800)]
-    assert sorted(run_in_netns(host, partial(network.teardown, "fed-c"))) == sorted(links)
+    assert all(len(n) <= network.IFNAMSIZ for n in links)
+    owned = run_in_netns(host, partial(network.owned_links, INSTALLATION))
+    assert owned == {n: _names("fed-c").tag for n in links}  # found by alias
+    assert sorted(run_in_netns(host, partial(network.teardown, _names("fed-c")))) == sorted(links)
     assert _links(host, "fed-c") == []
+
+
+def test_links_of_another_installation_are_never_ours(host):
+    """Even when the short names collide, the alias (full installation id)
+    decides: teardown and the orphan sweep leave the other's links alone."""
+    # Another installation whose 4-hex-digit name prefix is the same as ours.
+    other = next(
+        f"{i:016x}"
+        for i in range(1 << 20)
+        if network.installation_prefix(f"{i:016x}") == network.installation_prefix(INSTALLATION)
+        and f"{i:016x}" != INSTALLATION
+    )
+    theirs = _setup(host, "fed-d", installation=other)
+    assert sorted(theirs) == sorted(
+        _names("fed-d").bridge if n.startswith("mfb") else n for n in theirs
+    )
+    assert run_in_netns(host, partial(network.links_of, _names("fed-d"))) == []
+    assert run_in_netns(host, partial(network.teardown, _names("fed-d"))) == []
+    assert run_in_netns(host, partial(network.owned_links, INSTALLATION)) == {}
+    assert sorted(run_in_netns(host, partial(network.owned_links, other))) == sorted(theirs)
 
 
 def _ip(text: str):

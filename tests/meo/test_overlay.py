@@ -70,18 +70,29 @@ async def test_provider_deploy_and_release(meo):
     # Another federation offering only the same tunnel gets RESOURCE_EXHAUSTED.
     code, _ = await _code(stub.DeployFederatedService(_deploy(federation_id="fed-2")))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    status = await stub.GetServiceStatus(pb.GetServiceStatusRequest(federation_id="fed-1"))
+    status = await stub.GetServiceStatus(
+        pb.GetServiceStatusRequest(federation_id="fed-1", consumer_id="sys-b")
+    )
     assert status.role == "provider" and len(status.links) == 4
     (fed_app,) = (await stub.ListApps(pb.ListAppsRequest())).apps
     assert fed_app.federation_id == "fed-1"
     code, _ = await _code(stub.DeleteApp(pb.DeleteAppRequest(name=fed_app.name)))
     assert code == grpc.StatusCode.FAILED_PRECONDITION  # provider apps go with ReleaseService
+    # Keyed by (consumer, id): without the consumer it names our own (consumer) side.
     await stub.ReleaseService(pb.ReleaseServiceRequest(federation_id="fed-1"))
-    await stub.ReleaseService(pb.ReleaseServiceRequest(federation_id="fed-1"))
+    assert len(next(iter(orch.vims.values())).instances) == 2
+    for _ in range(2):
+        await stub.ReleaseService(
+            pb.ReleaseServiceRequest(federation_id="fed-1", consumer_id="sys-b")
+        )
     await stub.ReleaseService(pb.ReleaseServiceRequest(federation_id="never-seen"))
     assert next(iter(orch.vims.values())).instances == {}
     assert (await stub.ListApps(pb.ListAppsRequest())).apps == []
-    code, _ = await _code(stub.GetServiceStatus(pb.GetServiceStatusRequest(federation_id="fed-1")))
+    code, _ = await _code(
+        stub.GetServiceStatus(
+            pb.GetServiceStatusRequest(federation_id="fed-1", consumer_id="sys-b")
+        )
+    )
     assert code == grpc.StatusCode.NOT_FOUND
 
 
@@ -250,7 +261,9 @@ async def test_double_deploy_keeps_the_first(env):
     first = await env.stub.DeployFederatedService(_deploy())
     code, _ = await code_of(env.stub.DeployFederatedService(_deploy(app=_spec(replicas=5))))
     assert code == grpc.StatusCode.ALREADY_EXISTS
-    status = await env.stub.GetServiceStatus(pb.GetServiceStatusRequest(federation_id="fed-1"))
+    status = await env.stub.GetServiceStatus(
+        pb.GetServiceStatusRequest(federation_id="fed-1", consumer_id="sys-b")
+    )
     assert [i.instance_id for i in status.instances] == [i.instance_id for i in first.instances]
     assert len(env.vim.instances) == 2
 
@@ -259,8 +272,8 @@ async def test_exhausted_candidates_leave_nothing_of_the_refused_federation(env)
     await env.stub.DeployFederatedService(_deploy())
     code, _ = await code_of(env.stub.DeployFederatedService(_deploy(federation_id="fed-2")))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert env.orch.summary()["reservations"] == ["fed-1"]
-    assert set(env.net.links) == {"fed-1"} and len(env.vim.instances) == 2
+    assert env.orch.summary()["reservations"] == ["sys-b/fed-1"]
+    assert set(env.net.links) == {"sys-b/fed-1"} and len(env.vim.instances) == 2
 
 
 async def test_provider_apps_are_fixed_by_their_federation(env):
@@ -270,11 +283,9 @@ async def test_provider_apps_are_fixed_by_their_federation(env):
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     code, _ = await code_of(env.stub.DeleteApp(pb.DeleteAppRequest(name=app.name)))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
-    # Nor can a consumer end attach it.
-    code, _ = await code_of(
-        env.stub.ReserveOverlay(pb.ReserveOverlayRequest(federation_id="fed-1"))
-    )
-    assert code == grpc.StatusCode.ALREADY_EXISTS
+    # Our own (consumer-side) fed-1 is another federation than sys-b's fed-1.
+    await env.stub.ReserveOverlay(pb.ReserveOverlayRequest(federation_id="fed-1"))
+    assert env.orch.summary()["federations"] == ["fed-1", "sys-b/fed-1"]
 
 
 # --- hostile requests: consumer ------------------------------------------------
@@ -367,7 +378,7 @@ async def test_connect_a_provider_app_is_refused(env):
     _, connect = await _reserved(env, app=None)
     connect.service_name = fed_app.name
     assert await bad_field(env.stub.ConnectOverlay(connect)) == ["service_name"]
-    assert set(env.net.links) == {"fed-1"}
+    assert set(env.net.links) == {"sys-b/fed-1"}
     assert dep.provider_endpoint.vni == 1234
 
 
@@ -401,7 +412,7 @@ async def test_verify_refuses_misuse(env):
     assert code == grpc.StatusCode.FAILED_PRECONDITION  # verify before connect
     await stub.DeployFederatedService(_deploy())
     code, _ = await code_of(stub.VerifyTraffic(pb.VerifyTrafficRequest(federation_id="fed-1")))
-    assert code == grpc.StatusCode.FAILED_PRECONDITION  # the provider end verifies nothing
+    assert code == grpc.StatusCode.NOT_FOUND  # the provider end (sys-b's fed-1) is not ours
     for req, field in (
         (pb.VerifyTrafficRequest(federation_id="f", count=1001), "count"),
         (pb.VerifyTrafficRequest(federation_id="f", interval_ms=1001), "interval_ms"),
@@ -416,9 +427,11 @@ async def test_release_twice_and_unknown_is_fine_and_cleans_both_ends(env):
     _, connect = await _reserved(env)
     await env.stub.ConnectOverlay(connect)
     await env.stub.DeployFederatedService(_deploy())
-    for fid in ("f", "fed-1"):
+    for fid, consumer in (("f", ""), ("fed-1", "sys-b")):
         for _ in range(2):
-            await env.stub.ReleaseService(pb.ReleaseServiceRequest(federation_id=fid))
+            await env.stub.ReleaseService(
+                pb.ReleaseServiceRequest(federation_id=fid, consumer_id=consumer)
+            )
     await env.stub.ReleaseService(pb.ReleaseServiceRequest(federation_id="never-seen"))
     assert env.leftovers(keep_apps=("client",)) == {}
     app = await env.stub.GetApp(pb.GetAppRequest(name="client"))
@@ -446,7 +459,9 @@ async def test_status_of_both_ends(env):
     assert len(status.links) == 4 and len(status.instances) == 2
     assert all(i.overlay_ips for i in status.instances)
     dep = await env.stub.DeployFederatedService(_deploy())
-    status = await env.stub.GetServiceStatus(pb.GetServiceStatusRequest(federation_id="fed-1"))
+    status = await env.stub.GetServiceStatus(
+        pb.GetServiceStatusRequest(federation_id="fed-1", consumer_id="sys-b")
+    )
     assert status.local_endpoint == dep.provider_endpoint
     assert status.remote_endpoint.vni == 1234
     assert status.remote_endpoint.underlay_ip == PEER_UNDERLAY

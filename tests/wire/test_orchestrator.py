@@ -366,3 +366,59 @@ def test_instance_state_values_match_the_proto() -> None:
         assert w.instance_to_proto(AppInstance("i", "h", state)).state == getattr(
             common_pb2, f"INSTANCE_STATE_{state.name}"
         )
+
+
+# --- runtime liveness, ListServices, (consumer, id) keys --------------------------
+
+
+def test_watch_traffic_defaults_and_round_trip() -> None:
+    assert w.watch_traffic_from_proto(pb.WatchTrafficRequest(federation_id="f")) == (
+        "f",
+        TrafficCheck(),
+        2000,
+    )
+    check = TrafficCheck(3, 1, 100, 7007)
+    for period in (100, 2500, 3_600_000):
+        msg = w.watch_traffic_to_proto("fed-1", check, period)
+        assert w.watch_traffic_from_proto(msg) == ("fed-1", check, period)
+
+
+@pytest.mark.parametrize(
+    ("msg", "field", "match"),
+    [
+        (pb.WatchTrafficRequest(), "federation_id", "is required"),
+        (pb.WatchTrafficRequest(federation_id="a/b"), "federation_id", "not a valid id"),
+        (pb.WatchTrafficRequest(federation_id="f", period_ms=99), "period_ms", "is 99"),
+        (
+            pb.WatchTrafficRequest(federation_id="f", period_ms=3_600_001),
+            "period_ms",
+            "is 3600001",
+        ),
+        (pb.WatchTrafficRequest(federation_id="f", count=1001), "count", "is 1001"),
+        (pb.WatchTrafficRequest(federation_id="f", interval_ms=1001), "interval_ms", "is 1001"),
+        (pb.WatchTrafficRequest(federation_id="f", timeout_ms=10_001), "timeout_ms", "is 10001"),
+        (pb.WatchTrafficRequest(federation_id="f", echo_port=65_536), "echo_port", "is 65536"),
+    ],
+)
+def test_watch_traffic_violations(msg: pb.WatchTrafficRequest, field: str, match: str) -> None:
+    with invalid(field, match):
+        w.watch_traffic_from_proto(msg)
+
+
+def test_service_keys() -> None:
+    for cls in (pb.ReleaseServiceRequest, pb.GetServiceStatusRequest):
+        assert w.service_key_from(cls(federation_id="f")) == ("f", "")
+        assert w.service_key_from(cls(federation_id="f", consumer_id="sys-b")) == ("f", "sys-b")
+        with invalid("consumer_id", "not a valid id"):
+            w.service_key_from(cls(federation_id="f", consumer_id="a b"))
+        with invalid("federation_id", "is required"):
+            w.service_key_from(cls(consumer_id="sys-b"))
+
+
+def test_services_round_trip_with_the_consumer() -> None:
+    services = [
+        ServiceStatus("fed-1", Role.PROVIDER, links=("mfb1",), consumer_id="sys-b"),
+        ServiceStatus("fed-1", Role.CONSUMER),
+    ]
+    msg = w.services_to_proto(services)
+    assert [w.status_from_proto(s) for s in msg.services] == services
