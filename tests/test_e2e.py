@@ -297,7 +297,10 @@ async def test_federate_then_terminate_releases_both_sides(bed: Bed) -> None:
         )
         async with p_ch:
             status = await meo_grpc.MecOrchestratorStub(p_ch).GetServiceStatus(
-                meo_pb.GetServiceStatusRequest(federation_id=fed.federation_id), timeout=10
+                meo_pb.GetServiceStatusRequest(
+                    federation_id=fed.federation_id, consumer_id=bed.consumer.system_id
+                ),
+                timeout=10,
             )
         ids = [i.instance_id for i in status.instances]
         client = docker.from_env()
@@ -317,7 +320,11 @@ async def test_federate_then_terminate_releases_both_sides(bed: Bed) -> None:
         async with ch:
             await expect_status(
                 meo_grpc.MecOrchestratorStub(ch).GetServiceStatus(
-                    meo_pb.GetServiceStatusRequest(federation_id=fed.federation_id), timeout=10
+                    meo_pb.GetServiceStatusRequest(
+                        federation_id=fed.federation_id,
+                        consumer_id="" if side is bed.consumer else bed.consumer.system_id,
+                    ),
+                    timeout=10,
                 ),
                 grpc.StatusCode.NOT_FOUND,
             )
