@@ -234,8 +234,12 @@ class _Follower:
                         exc, f"WatchAppInstance at {self._peer.system_id}"
                     ) from None
                 log.debug("%s: watch broke: %s", self._peer.system_id, exc.code())
+            if self._details.state.terminal:
+                return
+            # Ended early or broke: ask for the instance as it is now, then
+            # watch again shortly (not in a hot loop).
+            await self._probe(max(0.05, min(self._silence / 3, self._deadline - self._loop.time())))
             if not self._details.state.terminal:
-                # Ended early or broke: look again shortly (not in a hot loop).
                 await asyncio.sleep(0.2)
 
     async def _probe(self, timeout: float) -> None:
