@@ -71,8 +71,9 @@ def request(k: int = 1, timeout_ms: int = 3000, **kw) -> FederationRequest:
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Polls ``predicate`` (the fakes have no events to wait on)."""
     async with asyncio.timeout(timeout):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - polling fakes without events
             await asyncio.sleep(0.005)
 
 

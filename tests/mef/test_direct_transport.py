@@ -239,6 +239,6 @@ async def test_no_offer_names_capacity(net):
     peer, transport, _ = net
     peer.offer_error = ResourceExhausted("no capacity left for 1 replica")
     need = ServiceNeed("fed-1", "mec-00", AppSpec("mecfed/echo:1"), Requirements(100))
-    with pytest.raises(ResourceExhausted, match="mec-01: .*no capacity left"):
+    with pytest.raises(ResourceExhausted, match=r"mec-01: .*no capacity left"):
         async for _ in transport.solicit_offers(need):
             pass
