@@ -105,6 +105,8 @@ class FederationStore:
         if request_id and (existing := self.by_request_id(request_id)):
             return existing
         if len(self._items) >= MAX_FEDERATIONS:
+            self._prune()
+        if len(self._items) >= MAX_FEDERATIONS:
             raise ResourceExhausted(f"too many federations (at most {MAX_FEDERATIONS})")
         try:
             self.db.execute(
@@ -130,6 +132,26 @@ class FederationStore:
         if request_id:
             self._by_request[request_id] = federation.federation_id
         return federation
+
+    def _prune(self) -> None:
+        """Forgets the oldest ended federations (FAILED, TERMINATED, with no
+        release owed), a tenth of the limit at a time, so that a long-lived
+        MEF keeps taking requests."""
+        owed = {p.federation_id for p in self.pending_releases()}
+        ended = [
+            f
+            for f in sorted(self._items.values(), key=lambda f: f.updated_at)
+            if f.state in (FederationState.FAILED, FederationState.TERMINATED)
+            and f.federation_id not in owed
+        ][: max(1, MAX_FEDERATIONS // 10)]
+        with self.db.transaction() as tx:
+            for fed in ended:
+                tx.execute("DELETE FROM federations WHERE federation_id = ?", (fed.federation_id,))
+        gone = {f.federation_id for f in ended}
+        for fid in gone:
+            del self._items[fid]
+            self._traces.pop(fid, None)
+        self._by_request = {r: f for r, f in self._by_request.items() if f not in gone}
 
     def _load(self, federation_id: str) -> Federation:
         row = self.db.query_one(

@@ -141,10 +141,17 @@ async def follow_health(rpc: Server, transport: MffTransport, every: float) -> N
 
 
 async def build_transport(
-    config: SystemConfig, peers: PeerBook, client: PeerClient, traces: TracerProvider | None
+    config: SystemConfig,
+    peers: PeerBook,
+    client: PeerClient,
+    traces: TracerProvider | None,
+    db: Database | None = None,
 ) -> MffTransport:
+    """The transport ``config.backend`` names. ``db`` is the MEF's database:
+    a transport that keeps durable state (chain: cursors, nonces, escrows)
+    takes its own component in it."""
     if config.backend == "direct":
-        return DirectTransport(peers, client)
+        return DirectTransport(peers, client)  # keeps nothing across restarts
     if config.backend == "chain":
         from mef.transport.chain import connect_chain_transport
 
@@ -177,7 +184,9 @@ async def start(
     )
     orchestrator = orchestrator or GrpcOrchestrator(meo_channel)
     if transport is None:
-        transport = await build_transport(config, peers, PeerClient(config.tls, outgoing), traces)
+        transport = await build_transport(
+            config, peers, PeerClient(config.tls, outgoing), traces, db
+        )
     policy = policy_from_json(config.offer_policy) if config.offer_policy else OfferPolicy.default()
     provider = ProviderWorkflow(config.system_id, orchestrator, policy, tracer=tracer)
     consumer = ConsumerWorkflow(

@@ -240,8 +240,11 @@ class ConsumerWorkflow(Negotiation):
             await self.orchestrator.release(fid)
 
         await retry_until_done(f"{fid}: local release", local, self.settings.retry)
+        current = self.store.get(fid)
+        if current.state not in IN_FLIGHT:
+            return  # terminated meanwhile (calls are served during recovery)
         self._set(
-            self.store.get(fid),
+            current,
             state=FederationState.FAILED,
             error=Problem.of(error),
             reason=error.message,

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from mecfed.errors import FailedPrecondition, NotFound
+from mecfed.errors import FailedPrecondition, NotFound, ResourceExhausted
 from mecfed.model import AppSpec, Federation, FederationState, Requirements, TrafficReport
 from mecfed.storage import Database
 from mef.federations import COMPONENT, FederationStore, PendingRelease
@@ -137,3 +137,28 @@ async def test_follow_after_terminal_ends_with_terminated():
     states = await asyncio.wait_for(watching, 2)
     assert states[-1] == FederationState.TERMINATED
     assert FederationState.DEGRADED in states
+
+
+def test_ended_federations_make_room_when_the_store_is_full(tmp_path, monkeypatch):
+    import mef.federations as module
+
+    monkeypatch.setattr(module, "MAX_FEDERATIONS", 10)
+    store = FederationStore(Database(tmp_path / "mef.db"))
+    for i in range(10):
+        fed = store.add(federation(f"fed-{i}", float(i)), f"order-{i}")
+        if i < 5:
+            store.put(fed.evolve(state=FederationState.FAILED, updated_at=float(i)))
+    store.owe_release("fed-0", "p1")  # still owed: kept
+    store.add(federation("fed-new", 11.0))
+    assert "fed-1" not in {f.federation_id for f in store.list()}
+    assert store.get("fed-0").state == FederationState.FAILED
+    assert store.by_request_id("order-1") is None
+    reopened = FederationStore(Database(tmp_path / "mef.db"))
+    assert len(reopened) == len(store) == 10
+    # Live ones are never dropped: a store full of them refuses.
+    for i in range(5, 10):
+        store.get(f"fed-{i}")
+    store.add(federation("fed-new2", 12.0))
+    with pytest.raises(ResourceExhausted):
+        for j in range(10):
+            store.add(federation(f"fed-more-{j}", 13.0 + j))
