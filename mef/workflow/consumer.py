@@ -63,7 +63,7 @@ from mecfed.model.federation import StateChange
 from mecfed.tracing import extract_context, inject_traceparent, set_attributes, step_span
 from mecfed.tracing import tracer as make_tracer
 from mef.federations import FederationStore
-from mef.meo_client import Orchestrator
+from mef.meo_client import NotSupported, Orchestrator
 from mef.tasks import TaskSet
 from mef.transport.base import MffTransport
 from mef.workflow.negotiation import (
@@ -254,7 +254,12 @@ class ConsumerWorkflow(Negotiation):
     async def _reconcile(self) -> None:
         """Releases what the MEO holds on the consumer side for federations
         that have no live record here (unknown, FAILED or TERMINATED)."""
-        for service in await self.orchestrator.list_services():
+        try:
+            services = await self.orchestrator.list_services()
+        except NotSupported as exc:
+            log.error("not reconciled with the MEO: %s", exc.message)
+            return
+        for service in services:
             if service.role != Role.CONSUMER:
                 continue  # the provider side reconciles its own
             try:

@@ -20,7 +20,7 @@ from mecfed.errors import MecfedError
 from mecfed.model import Federation, FederationState, TrafficCheck, TrafficReport
 from mecfed.tracing import extract_context, set_traffic, step_span
 from mef.federations import FederationStore, PendingRelease
-from mef.meo_client import Orchestrator
+from mef.meo_client import NotSupported, Orchestrator
 from mef.tasks import TaskSet
 from mef.transport.base import MffTransport
 
@@ -210,6 +210,10 @@ class Liveness:
                     if not self._report(fid, report):
                         return
                 reason = "the MEO ended the liveness stream"
+            except NotSupported as exc:
+                # Nothing can be measured: say so once, claim nothing.
+                log.warning("%s: no runtime liveness: %s", fid, exc.message)
+                return
             except MecfedError as exc:
                 reason = f"liveness stream failed: {exc.message}"
             # No measurement is not a pass: degrade, then reconnect.

@@ -442,3 +442,25 @@ async def test_liveness_off():
     assert meo.watches == [] and workflow.store.get(fed.federation_id).liveness is None
     assert transport.established_calls == [fed.federation_id]
     await workflow.close()
+
+
+async def test_an_older_meo_without_list_or_watch_still_serves():
+    from mef.meo_client import NotSupported
+
+    class OldMeo(FakeOrchestrator):
+        async def list_services(self):
+            raise NotSupported("local MEO ListServices is not implemented (older MEO)")
+
+        async def watch_traffic(self, federation_id, check, period_ms):
+            self.watches.append(federation_id)
+            raise NotSupported("local MEO WatchTraffic is not implemented (older MEO)")
+            yield
+
+    workflow, _, meo = make(meo=OldMeo("mec-00", "10.213.0.10"))
+    await asyncio.wait_for(workflow.recover(), 2)
+    assert workflow.recovered
+    fed = await established(workflow)
+    await until(lambda: fed.federation_id in meo.watches)
+    await until(lambda: not workflow.liveness.watching(fed.federation_id))
+    assert workflow.store.get(fed.federation_id).state == S.ESTABLISHED  # nothing claimed
+    await workflow.close()
