@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 
+import grpc
 import pytest
 
 from mecfed.cli.federate import ensure_local_app
@@ -34,13 +35,21 @@ def federator(config: SystemConfig):
     return channel, federator_pb2_grpc.MecFederatorStub(channel)
 
 
-async def meo_services(config: SystemConfig) -> list:
+async def meo_holds(config: SystemConfig, federation_id: str, consumer_id: str = "") -> bool:
     channel = security.secure_channel(config.meo_listen, config.tls, config.system_id)
     async with channel:
-        resp = await meo_grpc.MecOrchestratorStub(channel).ListServices(
-            meo_pb.ListServicesRequest(), timeout=10
-        )
-    return list(resp.services)
+        try:
+            await meo_grpc.MecOrchestratorStub(channel).GetServiceStatus(
+                meo_pb.GetServiceStatusRequest(
+                    federation_id=federation_id, consumer_id=consumer_id
+                ),
+                timeout=10,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise
+    return True
 
 
 async def test_consumer_mef_killed_while_established_keeps_its_federation():
@@ -92,8 +101,8 @@ async def test_consumer_mef_killed_while_established_keeps_its_federation():
                 timeout=30,
             )
             assert done.state == common_pb2.FEDERATION_STATE_TERMINATED
-        assert [s.federation_id for s in await meo_services(consumer)] == []
-        assert [s.federation_id for s in await meo_services(provider)] == []
+        assert not await meo_holds(consumer, fed.federation_id)
+        assert not await meo_holds(provider, fed.federation_id, consumer.system_id)
     finally:
         await testbed.down()
     assert await asyncio.to_thread(tb_netns.testbed_links, NAME) == []
