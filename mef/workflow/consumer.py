@@ -212,9 +212,9 @@ class ConsumerWorkflow(Negotiation):
 
             await retry_until_done(f"{fid}: local release", local, retry)
             await retry_until_done(f"{fid}: provider release", provider, retry)
-        # What a cancelled rollback left owed for this provider is settled too.
-        self.store.released(fid, self.store.get(fid).provider_id)
-        self._set(self.store.get(fid), state=FederationState.TERMINATED, reason="released")
+            # What a cancelled rollback left owed for this provider is settled too.
+            self.store.released(fid, self.store.get(fid).provider_id)
+            self._set(self.store.get(fid), state=FederationState.TERMINATED, reason="released")
 
     async def recover(self) -> None:
         """Settles what a previous run left (see the module docstring), then

@@ -70,6 +70,13 @@ class Negotiation:
     _clock: Callable[[], float]
 
     def _set(self, fed: Federation, *, reason: str = "", **changes: object) -> Federation:
+        state = changes.get("state")
+        if isinstance(state, FederationState) and state != fed.state:
+            # Each transition is an event of the span it happens in, so the
+            # trace shows the same history as the record.
+            trace.get_current_span().add_event(
+                "state", {"state": state.name, "previous": fed.state.name, "reason": reason}
+            )
         return self.store.put(fed.evolve(reason=reason, **changes))
 
     def _step(self, name: str, started: float) -> Step:

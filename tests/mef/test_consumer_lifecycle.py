@@ -464,3 +464,20 @@ async def test_an_older_meo_without_list_or_watch_still_serves():
     await until(lambda: not workflow.liveness.watching(fed.federation_id))
     assert workflow.store.get(fed.federation_id).state == S.ESTABLISHED  # nothing claimed
     await workflow.close()
+
+
+async def test_every_transition_is_a_span_event_in_the_federations_trace():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    workflow, _, _ = make(tracer=provider.get_tracer("test"), liveness_period_ms=0)
+    fed = await established(workflow)
+    await workflow.terminate(fed.federation_id)
+    await workflow.close()
+    spans = exporter.get_finished_spans()
+    trace_ids = {s.context.trace_id for s in spans}
+    assert len(trace_ids) == 1  # the run, its steps and the termination
+    events = [e.attributes["state"] for s in spans for e in s.events if e.name == "state"]
+    assert events[0] == "COLLECTING_OFFERS" and "ESTABLISHED" in events
+    terminate = next(s for s in spans if s.name == "terminate")
+    assert terminate.parent is not None
