@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode, Tracer
 
-from mecfed.errors import DeadlineExceeded, DeploymentFailed, MecfedError
+from mecfed.errors import DeadlineExceeded, DeploymentFailed, MecfedError, Unavailable
 from mecfed.model import (
     DeploymentOrder,
     Federation,
@@ -150,7 +150,9 @@ class Negotiation:
             return
         if isinstance(exc, DeploymentFailed) and not fed.app_instance_id:
             return
-        await self.releases.release(fed)
+        # A provider that went silent is not waited for again: its release
+        # goes to the background and the next provider is asked at once.
+        await self.releases.release(fed, wait=not isinstance(exc, Unavailable))
 
     async def _deploy(
         self, fed: Federation, offer: Offer, reservation: OverlayReservation

@@ -60,11 +60,14 @@ class FakeOrchestrator:
     checks: list[TrafficCheck] = field(default_factory=list)
     # Added for issue 10 (defaults keep the old behaviour).
     break_watch: bool = False
+    require_delay: float = 0.0
     watches: list[str] = field(default_factory=list)
     # Blocks deploy/verify steps until set (a federation held mid-flight).
     hold: asyncio.Event | None = None
 
     async def require_app(self, name: str) -> None:
+        if self.require_delay:
+            await asyncio.sleep(self.require_delay)  # as a real MEO round trip
         if name not in self.apps:
             raise NotFound(f"app {name!r} not found")
 

@@ -222,19 +222,13 @@ async def test_failure_with_the_provider_down_keeps_retrying_its_release():
     await workflow.close()
 
 
-async def test_provider_dying_during_deployment_falls_back_and_is_released_first():
-    class Recording(FakeTransport):
-        async def terminate(self, federation: Federation) -> None:
-            self.deploys_at_release = list(self.deploys)
-            await super().terminate(federation)
-
-    transport = Recording([ScriptedProvider("p1", 100, dies=True), ScriptedProvider("p2", 200)])
+async def test_provider_dying_during_deployment_falls_back_and_is_released():
+    transport = FakeTransport([ScriptedProvider("p1", 100, dies=True), ScriptedProvider("p2", 200)])
     workflow, _, _ = make(transport=transport)
     fed = await established(workflow, request(k=2))
     assert fed.provider_id == "p2"
+    await until(lambda: not workflow.releases.pending())
     assert transport.terminate_calls == [(fed.federation_id, "p1")]
-    assert transport.deploys_at_release == ["p1"]  # before p2 was asked
-    assert workflow.releases.pending() == []
     await workflow.close()
 
 
@@ -256,13 +250,19 @@ async def test_dead_provider_that_stays_down_is_released_when_it_returns():
 async def test_a_refused_deployment_is_released_before_the_next_offer():
     # p1 answers with the consumer's own underlay address: refused, but it
     # did deploy something, which must not be left running.
-    transport = FakeTransport(
+    class Recording(FakeTransport):
+        async def terminate(self, federation: Federation) -> None:
+            self.deploys_at_release = list(self.deploys)
+            await super().terminate(federation)
+
+    transport = Recording(
         [ScriptedProvider("p1", 100, endpoint_ip="10.213.0.10"), ScriptedProvider("p2", 200)]
     )
     workflow, _, _ = make(transport=transport)
     fed = await established(workflow, request(k=2))
     assert fed.provider_id == "p2" and fed.app_instance_id == "p2/inst"
     assert transport.terminate_calls == [(fed.federation_id, "p1")]
+    assert transport.deploys_at_release == ["p1"]  # released before p2 was asked
     await workflow.close()
 
 
@@ -298,7 +298,8 @@ async def test_no_offer_says_none_arrived_or_too_dear():
 
 
 async def test_one_request_id_sent_three_times_at_once_makes_one_federation(tmp_path):
-    workflow, transport, _ = make(db=Database(tmp_path / "mef.db"))
+    workflow, transport, meo = make(db=Database(tmp_path / "mef.db"))
+    meo.require_delay = 0.02  # the check-then-create window of a real MEO call
     feds = await asyncio.gather(
         *(workflow.request(request(request_id="order-42")) for _ in range(3))
     )
@@ -481,3 +482,26 @@ async def test_every_transition_is_a_span_event_in_the_federations_trace():
     assert events[0] == "COLLECTING_OFFERS" and "ESTABLISHED" in events
     terminate = next(s for s in spans if s.name == "terminate")
     assert terminate.parent is not None
+
+
+async def test_a_timed_out_deployment_is_released_before_the_next_offer():
+    from mecfed.errors import DeadlineExceeded
+
+    class Slow(FakeTransport):
+        async def deploy(self, offer, order, timeout):
+            if offer.provider_id == "p1":
+                self.deploys.append("p1")
+                raise DeadlineExceeded("p1 did not finish deploying in time")
+            return await super().deploy(offer, order, timeout)
+
+        async def terminate(self, federation: Federation) -> None:
+            self.deploys_at_release = list(self.deploys)
+            await super().terminate(federation)
+
+    transport = Slow([ScriptedProvider("p1", 100), ScriptedProvider("p2", 200)])
+    workflow, _, _ = make(transport=transport)
+    fed = await established(workflow, request(k=2))
+    assert fed.provider_id == "p2"
+    assert transport.terminate_calls == [(fed.federation_id, "p1")]
+    assert transport.deploys_at_release == ["p1"]
+    await workflow.close()
