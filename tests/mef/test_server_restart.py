@@ -121,3 +121,32 @@ async def test_terminate_unknown_federation_after_restart_is_not_found(federatio
                 federator_pb2.TerminateFederationRequest(federation_id="fed-none"), timeout=5
             )
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("transport_kind", ["direct"])
+async def test_terminate_while_the_provider_is_down_completes_when_it_returns(federation_net):
+    import dataclasses
+
+    settings = dataclasses.replace(SETTINGS, terminate_wait=0.2)
+    consumer, provider = await federation_net([NO_OFFERS, fixed_policy(100)], settings=settings)
+    fed = await run_to_end(consumer, request())
+    assert fed.state == ESTABLISHED
+    port = provider.mef.port
+    await provider.mef.stop(grace=0)  # down
+    async with consumer.channel() as ch:
+        stub = consumer.federator(ch)
+        answer = await stub.TerminateFederation(
+            federator_pb2.TerminateFederationRequest(federation_id=fed.federation_id), timeout=10
+        )
+        assert answer.state == common_pb2.FEDERATION_STATE_TERMINATING
+        # Back on the same address (it forgot the instance: NOT_FOUND counts
+        # as released).
+        config = dataclasses.replace(provider.config, mef_listen=f"127.0.0.1:{port}")
+        provider.mef = await mef_server.start(config, orchestrator=provider.meo)
+        provider.mef.peers.add(PeerConfig(consumer.system_id, f"127.0.0.1:{consumer.mef.port}"))
+        updates = stub.WatchFederation(
+            federator_pb2.WatchFederationRequest(federation_id=fed.federation_id), timeout=30
+        )
+        states = [u.state async for u in updates]
+    assert states[-1] == TERMINATED
+    assert fed.federation_id in consumer.meo.released
