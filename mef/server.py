@@ -30,7 +30,7 @@ from mecfed.wire.common import system_from_proto
 from mecfed.wire.federator import policy_from_json
 from mef.deployments import Deployments
 from mef.federations import FederationStore
-from mef.meo_client import GrpcOrchestrator, Orchestrator
+from mef.meo_client import GrpcOrchestrator, NotSupported, Orchestrator
 from mef.peers import PeerBook
 from mef.registry import SystemRegistry
 from mef.servicer import SERVICE as FEDERATOR
@@ -41,6 +41,7 @@ from mef.transport.peer_client import PeerClient
 from mef.transport.peer_service import SERVICE as PEER
 from mef.transport.peer_service import PeerServicer
 from mef.workflow import ConsumerSettings, ConsumerWorkflow, ProviderWorkflow
+from mef.workflow.upkeep import Backoff, retry_until_done
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,24 @@ async def follow_health(rpc: Server, transport: MffTransport, every: float) -> N
                 await rpc.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
 
+async def reconcile_provider(
+    provider: ProviderWorkflow, deployments: Deployments, retry: Backoff
+) -> None:
+    """The provider side's records and the MEO agree before we serve
+    (retried until the MEO answers; skipped, loudly, with an MEO that cannot
+    list what it holds)."""
+
+    async def once() -> None:
+        try:
+            done = await provider.reconcile(deployments)
+        except NotSupported as exc:
+            log.error("provider side not reconciled with the MEO: %s", exc.message)
+            return
+        log.info("provider side reconciled: %s", done)
+
+    await retry_until_done("provider reconcile with the MEO", once, retry)
+
+
 async def build_transport(
     config: SystemConfig,
     peers: PeerBook,
@@ -188,7 +207,7 @@ async def start(
             config, peers, PeerClient(config.tls, outgoing), traces, db
         )
     policy = policy_from_json(config.offer_policy) if config.offer_policy else OfferPolicy.default()
-    provider = ProviderWorkflow(config.system_id, orchestrator, policy, tracer=tracer)
+    provider = ProviderWorkflow(config.system_id, orchestrator, policy, tracer=tracer, db=db)
     consumer = ConsumerWorkflow(
         config.system_id,
         transport,
@@ -197,7 +216,7 @@ async def start(
         settings=settings,
         tracer=tracer,
     )
-    deployments = Deployments(provider, transport.gate)
+    deployments = Deployments(provider, transport.gate, db=db)
     registry = SystemRegistry()
     peer_servicer = PeerServicer(
         provider, deployments, transport.gate, common_pb2.SystemInfo(), config.underlay_ip
@@ -224,6 +243,7 @@ async def start(
         await transport.start(provider, deployments, f"{host}:{rpc.port}")
         # Records left by a previous run are settled and the MEO's view
         # agrees with ours before anyone is told we serve.
+        await reconcile_provider(provider, deployments, consumer.settings.retry)
         await consumer.recover()
         await rpc.mark_serving()
     except BaseException:
