@@ -57,12 +57,22 @@ class SystemConfig:
     warm_image: str = ""
     # Where the MEO keeps its state (reservations), to clean up after a crash.
     state_dir: str = "/var/lib/mecfed"
+    # The MEF's database file (federation records, provider releases owed,
+    # and whatever else of the MEF must survive a restart); "" means
+    # ``<state_dir>/mef-<system_id>.db`` (see :attr:`mef_db_path`).
+    state_db: str = ""
+    # Consumer: runtime liveness period after ESTABLISHED (0 = off).
+    liveness_period_ms: int = 2000
     # Chain backend: {"ws_url", "contract", "keystore", "password_file"}.
     chain: dict[str, Any] = field(default_factory=dict)
     # OTLP gRPC collector for traces ("" = OTEL_EXPORTER_OTLP_ENDPOINT, or off).
     otlp_endpoint: str = ""
     # This system's role ("consumer", "provider"), recorded in trace resources.
     role: str = ""
+
+    @property
+    def mef_db_path(self) -> str:
+        return self.state_db or str(Path(self.state_dir) / f"mef-{self.system_id}.db")
 
     @property
     def meo_target(self) -> str:

@@ -7,6 +7,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from mecfed.errors import FailedPrecondition
 from mecfed.model import (
     DeploymentOrder,
     OverlayEndpoint,
@@ -22,6 +23,17 @@ from mecfed.wire import orchestrator as wire
 from mecfed.wire.common import endpoint_to_proto, traffic_from_proto
 
 T = TypeVar("T")
+
+
+class NotSupported(FailedPrecondition):
+    """The local MEO does not offer this call (an older release): what needs
+    it (reconcile, runtime liveness) is skipped rather than failed."""
+
+
+def _unsupported(exc: grpc.RpcError, what: str) -> Exception:
+    if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+        return NotSupported(f"local MEO {what} is not implemented (older MEO)")
+    return error_from_rpc(exc, f"local MEO {what}")
 
 
 class Orchestrator(Protocol):
@@ -118,7 +130,10 @@ class GrpcOrchestrator:
         )
 
     async def list_services(self) -> list[ServiceStatus]:
-        resp = await self._call("ListServices", self._stub.ListServices, pb.ListServicesRequest())
+        try:
+            resp = await self._stub.ListServices(pb.ListServicesRequest(), timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise _unsupported(exc, "ListServices") from None
         return [wire.status_from_proto(s) for s in resp.services]
 
     async def watch_traffic(
@@ -138,9 +153,9 @@ class GrpcOrchestrator:
             async for report in stream:
                 yield traffic_from_proto(report)
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, "local MEO WatchTraffic") from None
+            raise _unsupported(exc, "WatchTraffic") from None
         finally:
             stream.cancel()
 
 
-__all__ = ["GrpcOrchestrator", "Orchestrator"]
+__all__ = ["GrpcOrchestrator", "NotSupported", "Orchestrator"]

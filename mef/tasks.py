@@ -32,6 +32,9 @@ class TaskSet:
         task = asyncio.create_task(guarded(), name=f"{self._owner}: {what}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # Cancelled before it ran, ``coro`` was never awaited: close it so it
+        # does not warn (a no-op for one that ran).
+        task.add_done_callback(lambda _t: coro.close())
         return task
 
     async def close(self) -> None:

@@ -199,6 +199,22 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class StateChange:
+    """One transition of a federation: to which state, when, and why (for
+    FAILED, DEGRADED and recoveries; "" otherwise)."""
+
+    state: FederationState
+    at: float
+    reason: str = ""
+
+
+# A federation that flaps between ESTABLISHED and DEGRADED for weeks must not
+# grow without bound: the oldest transitions beyond this many are dropped
+# (the first, REQUESTED, is kept so the record still says when it began).
+MAX_HISTORY = 256
+
+
+@dataclass(frozen=True, slots=True)
 class Federation:
     """The consumer's record of one federation. Immutable: every change makes
     a new version, which is what watchers receive."""
@@ -221,9 +237,23 @@ class Federation:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     error: Problem | None = None
+    # Every state transition, oldest first (see :meth:`evolve`).
+    history: tuple[StateChange, ...] = ()
+    # The latest runtime app-to-app measurement after establishment.
+    liveness: TrafficReport | None = None
 
-    def evolve(self, **changes: object) -> Federation:
-        return replace(self, updated_at=time.time(), **changes)  # type: ignore[arg-type]
+    def evolve(self, *, reason: str = "", **changes: object) -> Federation:
+        """A new version with ``changes``; a change of ``state`` is appended
+        to ``history`` with the time and ``reason``."""
+        now = time.time()
+        state = changes.get("state")
+        if isinstance(state, FederationState) and state != self.state:
+            history = (*self.history, StateChange(state, now, reason))
+            if len(history) > MAX_HISTORY:
+                history = (history[0], *history[len(history) - MAX_HISTORY + 1 :])
+            changes["history"] = history
+        changes.setdefault("updated_at", now)
+        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 __all__ = [
@@ -239,5 +269,6 @@ __all__ = [
     "Problem",
     "Requirements",
     "ServiceNeed",
+    "StateChange",
     "Step",
 ]

@@ -181,16 +181,19 @@ class MecFederatorServicer:
 
     def WatchFederation(self, request, context):
         """Streams the federation on every state change, starting with its current
-        state, and ends after a terminal state (ESTABLISHED, FAILED, TERMINATED)
-        unless follow_after_terminal is set.
+        state, and ends after a terminal state (ESTABLISHED, DEGRADED, FAILED,
+        TERMINATED); with follow_after_terminal it ends after TERMINATED. The
+        last message is always the state the stream ended on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def TerminateFederation(self, request, context):
-        """Tears a federation down on both sides. NOT_FOUND if unknown;
-        FAILED_PRECONDITION if it is already terminated.
+        """Tears a federation down on both sides, from any state. NOT_FOUND if
+        unknown; idempotent (a terminated federation is returned as it is).
+        Answers TERMINATED, or TERMINATING while the provider's release is still
+        being retried (it is retried until acknowledged, across restarts).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -21,19 +21,24 @@ from mecfed.model import (
 )
 from mecfed.model import pricing as p
 from mecfed.model.checks import MAX_ID, require_id
+from mecfed.model.federation import StateChange, Step
 from mecfed.v1 import common_pb2, federator_pb2
 from mecfed.wire.common import (
     app_from_proto,
     app_to_proto,
     build,
+    endpoint_from_proto,
     endpoint_info_from_proto,
     endpoint_to_proto,
+    from_ts,
+    problem_from_proto,
     problem_to_proto,
     required,
     requirements_from_proto,
     requirements_to_proto,
     step_to_proto,
     system_to_proto,
+    traffic_from_proto,
     traffic_to_proto,
     ts,
 )
@@ -113,7 +118,62 @@ def federation_to_proto(fed: Federation) -> federator_pb2.Federation:
         msg.traffic.CopyFrom(traffic_to_proto(fed.traffic))
     if fed.error:
         msg.error.CopyFrom(problem_to_proto(fed.error))
+    for change in fed.history:
+        msg.history.append(state_change_to_proto(change))
+    if fed.liveness:
+        msg.liveness.CopyFrom(traffic_to_proto(fed.liveness))
     return msg
+
+
+def state_change_to_proto(change: StateChange) -> common_pb2.StateChange:
+    return common_pb2.StateChange(
+        state=int(change.state),  # type: ignore[arg-type]
+        at=ts(change.at),
+        reason=change.reason,
+    )
+
+
+def federation_from_proto(msg: federator_pb2.Federation) -> Federation:
+    """The inverse of :func:`federation_to_proto` (the MEF's durable records
+    and clients that read Federation messages). Offers come back without
+    their transport handle (``ref`` is ""), which the proto does not carry;
+    unknown states are refused."""
+    try:
+        state = FederationState(msg.state)
+        history = tuple(
+            StateChange(FederationState(h.state), from_ts(h.at), h.reason) for h in msg.history
+        )
+    except ValueError as exc:
+        raise InvalidArgument.field("state", str(exc)) from None
+
+    def endpoint(name: str) -> Any:
+        return endpoint_from_proto(getattr(msg, name), name) if msg.HasField(name) else None
+
+    return Federation(
+        federation_id=msg.federation_id,
+        service_name=msg.service_name,
+        app=app_from_proto(msg.app),
+        requirements=requirements_from_proto(msg.requirements),
+        consumer_id=msg.consumer_id,
+        backend=msg.backend,
+        state=state,
+        provider_id=msg.provider_id,
+        offers=tuple(
+            Offer(o.provider_id, o.price, "", from_ts(o.valid_until), from_ts(o.received_at))
+            for o in msg.offers
+        ),
+        price=msg.price,
+        app_instance_id=msg.app_instance_id,
+        consumer_endpoint=endpoint("consumer_endpoint"),
+        provider_endpoint=endpoint("provider_endpoint"),
+        traffic=traffic_from_proto(msg.traffic) if msg.HasField("traffic") else None,
+        steps=tuple(Step(s.name, from_ts(s.started_at), from_ts(s.finished_at)) for s in msg.steps),
+        created_at=from_ts(msg.created_at),
+        updated_at=from_ts(msg.updated_at),
+        error=problem_from_proto(msg.error) if msg.HasField("error") else None,
+        history=history,
+        liveness=traffic_from_proto(msg.liveness) if msg.HasField("liveness") else None,
+    )
 
 
 # --- offer policy -------------------------------------------------------------

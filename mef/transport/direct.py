@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 
-from mecfed.errors import MecfedError
+from mecfed.errors import MecfedError, NotFound, ResourceExhausted, Unavailable
 from mecfed.model import (
     DeploymentOrder,
     DeploymentResult,
@@ -29,7 +29,7 @@ from mef.transport.base import (
     Fallback,
     ProviderHandler,
 )
-from mef.transport.peer_client import PeerClient, PeerContact
+from mef.transport.peer_client import DEFAULT_SILENCE, PeerClient, PeerContact
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,21 @@ class DirectTransport:
     name = "direct"
     capabilities = Capabilities(offer_grace=0.0, fallback=Fallback.NEXT_OFFER)
 
-    def __init__(self, peers: PeerBook, client: PeerClient) -> None:
+    def __init__(
+        self,
+        peers: PeerBook,
+        client: PeerClient,
+        *,
+        provider_silence: float = DEFAULT_SILENCE,
+        remove_timeout: float = 10.0,
+    ) -> None:
         self.gate = TlsGate()
         self._peers = peers
         self._client = client
+        # A provider unheard from this long during a deployment is given up
+        # (the workflow falls back to its next offer and releases this one).
+        self.provider_silence = provider_silence
+        self._remove_timeout = remove_timeout
 
     def _contact(self, system_id: str) -> PeerContact:
         return PeerContact(self._peers.get(system_id).endpoint, system_id)
@@ -82,23 +93,37 @@ class DirectTransport:
             try:
                 quote = await self._client.request_offer(self._contact(peer_id), request, timeout)
             except MecfedError as exc:
-                # A peer that declines, is down or too slow is skipped.
+                # A peer that declines, is down or too slow is skipped (and
+                # named if nobody offers).
                 log.debug("%s: no offer from %s: %s", need.federation_id, peer_id, exc)
-                return None
+                raise
             if quote.provider_id != peer_id:
                 log.warning("%s answered as %r; ignored", peer_id, quote.provider_id)
                 return None
             return Offer(peer_id, quote.price, quote.offer_id, quote.valid_until)
 
-        tasks = [asyncio.create_task(ask(p.system_id)) for p in self._peers]
+        declined: dict[str, MecfedError] = {}
+
+        async def ask_and_note(peer_id: str) -> Offer | None:
+            try:
+                return await ask(peer_id)
+            except MecfedError as exc:
+                declined[peer_id] = exc
+                return None
+
+        tasks = [asyncio.create_task(ask_and_note(p.system_id)) for p in self._peers]
+        offered = 0
         try:
             for next_done in asyncio.as_completed(tasks):
                 offer = await next_done
                 if offer is not None:
+                    offered += 1
                     yield offer
         finally:
             for task in tasks:
                 task.cancel()
+        if not offered:
+            raise no_offer_error(declined, len(tasks))
 
     async def award(
         self, need: ServiceNeed, ranked: Sequence[Offer], failed: Sequence[Offer]
@@ -116,7 +141,7 @@ class DirectTransport:
             candidates=order.candidates,
         )
         details = await self._client.install(
-            self._contact(offer.provider_id), installation, timeout
+            self._contact(offer.provider_id), installation, timeout, self.provider_silence
         )
         assert details.provider_endpoint is not None  # READY carries it (wire checks)
         return DeploymentResult(details.app_instance_id, details.provider_endpoint)
@@ -128,9 +153,41 @@ class DirectTransport:
         return None
 
     async def terminate(self, federation: Federation) -> None:
-        if not (federation.provider_id and federation.app_instance_id):
-            return  # nothing was installed anywhere
-        await self._client.remove(self._contact(federation.provider_id), federation.app_instance_id)
+        """Asks the provider to remove its side, by app instance id or, when
+        that was never learnt (terminated or restarted during DEPLOYING), by
+        federation id. NotFound means the provider holds nothing: released.
+        Unavailable/DeadlineExceeded when it cannot be reached (retried)."""
+        if not federation.provider_id:
+            return  # nobody was awarded: nothing to release
+        try:
+            contact = self._contact(federation.provider_id)
+        except NotFound:
+            raise Unavailable(
+                f"provider {federation.provider_id} is not a registered peer (any more)"
+            ) from None
+        try:
+            await self._client.remove(
+                contact,
+                federation.app_instance_id,
+                self._remove_timeout,
+                federation_id=federation.federation_id,
+            )
+        except NotFound:
+            return
 
 
-__all__ = ["DirectTransport", "TlsGate"]
+def no_offer_error(declined: dict[str, MecfedError], asked: int) -> MecfedError:
+    """Why no peer offered: at capacity (ResourceExhausted) when any said so,
+    otherwise Unavailable naming each peer's answer."""
+    if not asked:
+        return Unavailable("no peer is registered to ask for an offer")
+    reasons = "; ".join(f"{peer}: {exc.message}" for peer, exc in sorted(declined.items()))
+    silent = asked - len(declined)
+    if silent:
+        reasons += f"{'; ' if reasons else ''}{silent} peer(s) did not answer"
+    if any(isinstance(exc, ResourceExhausted) for exc in declined.values()):
+        return ResourceExhausted(f"providers declined: {reasons}")
+    return Unavailable(f"no provider offered: {reasons}")
+
+
+__all__ = ["DirectTransport", "TlsGate", "no_offer_error"]

@@ -5,8 +5,39 @@ Request offers → wait for k offers or the deadline → the transport awards
 (direct: our ranking, cheapest then earliest; chain: the contract decides) →
 ask the winner to deploy (on failure, the next winner: our next offer, or the
 market's re-award) → connect our end of the overlay → verify app-to-app
-traffic (success only at 0 % loss) → report. Anything that fails after the
-provider deployed is rolled back on both sides.
+traffic (success only at 0 % loss) → tell the transport (chain: pay) →
+ESTABLISHED, then runtime liveness (ESTABLISHED ⇄ DEGRADED). Anything that
+fails after the provider deployed is rolled back on both sides.
+
+Every record is durable (:class:`mef.federations.FederationStore`). On start
+(:meth:`ConsumerWorkflow.recover`, before health says SERVING) each record
+is settled by the state it was left in:
+
+=====================================  ========================================
+state at restart                       outcome
+=====================================  ========================================
+REQUESTED, COLLECTING_OFFERS,          rolled back: local MEO released, the
+AWARDED, DEPLOYING, CONNECTING,        provider released (retried in the
+VERIFYING                              background until acknowledged); FAILED,
+                                       reason "federator restarted during
+                                       <STATE>"
+TERMINATING                            termination resumes (local release,
+                                       provider release retried) → TERMINATED
+ESTABLISHED, DEGRADED                  liveness watching resumes
+FAILED, TERMINATED                     unchanged
+provider releases still owed           retried until acknowledged
+MEO consumer-side service without a    released at the MEO (reconcile)
+live record (none, FAILED, TERMINATED)
+=====================================  ========================================
+
+Termination (:meth:`ConsumerWorkflow.terminate`) is accepted in every state
+and is idempotent: TERMINATED is returned as it is; TERMINATING joins the
+termination under way; any other state, FAILED included (its leftovers are
+released once more, its error is kept), cancels the run, stops liveness,
+moves to TERMINATING, releases the local MEO, then the provider (retried with
+backoff until acknowledged, across restarts), then TERMINATED. The call
+answers TERMINATED if that took at most ``settings.terminate_wait`` seconds,
+else TERMINATING (WatchFederation shows the end).
 """
 
 from __future__ import annotations
@@ -16,51 +47,53 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 
-from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode, Tracer
 
-from mecfed.errors import DeadlineExceeded, DeploymentFailed, FailedPrecondition, MecfedError
+from mecfed.errors import Aborted, MecfedError
 from mecfed.model import (
-    DeploymentOrder,
     Federation,
     FederationRequest,
     FederationState,
-    Offer,
-    OverlayReservation,
     Problem,
-    ServiceNeed,
-    Step,
-    TrafficCheck,
+    Role,
 )
-from mecfed.tracing import set_attributes, set_traffic, step_span
+from mecfed.model.federation import StateChange
+from mecfed.tracing import extract_context, inject_traceparent, set_attributes, step_span
 from mecfed.tracing import tracer as make_tracer
 from mef.federations import FederationStore
-from mef.meo_client import Orchestrator
+from mef.meo_client import NotSupported, Orchestrator
+from mef.tasks import TaskSet
 from mef.transport.base import MffTransport
+from mef.workflow.negotiation import (
+    STEP_AWARD,
+    STEP_DEPLOY,
+    STEP_OFFERS,
+    STEP_OVERLAY,
+    STEP_TRAFFIC,
+    ConsumerSettings,
+    Negotiation,
+)
 from mef.workflow.provider import Clock
+from mef.workflow.upkeep import Liveness, ProviderReleases, retry_until_done
 
 log = logging.getLogger(__name__)
 
-# Step names shared by both transports (and the benchmark's breakdown).
-STEP_OFFERS = "offer_collection"
-STEP_AWARD = "award"
-STEP_DEPLOY = "deployment"
-STEP_OVERLAY = "overlay"
-STEP_TRAFFIC = "traffic_check"
+IN_FLIGHT = frozenset(
+    {
+        FederationState.REQUESTED,
+        FederationState.COLLECTING_OFFERS,
+        FederationState.AWARDED,
+        FederationState.DEPLOYING,
+        FederationState.CONNECTING,
+        FederationState.VERIFYING,
+    }
+)
+ENDED = frozenset({FederationState.FAILED, FederationState.TERMINATED})
 
 
-@dataclass
-class ConsumerSettings:
-    tunnel_candidates: int = 8
-    deployment_timeout: float = 120.0
-    # A failed deployment falls back to the next winner this often in all.
-    max_deploy_attempts: int = 2
-    traffic: TrafficCheck = field(default_factory=TrafficCheck)
-
-
-class ConsumerWorkflow:
+class ConsumerWorkflow(Negotiation):
     """Runs federations for the local MEO. One instance per MEF."""
 
     def __init__(
@@ -77,14 +110,28 @@ class ConsumerWorkflow:
         self.system_id = system_id
         self.transport = transport
         self.orchestrator = orchestrator
-        self.store = store or FederationStore()
+        self.store = store if store is not None else FederationStore()
         self.settings = settings or ConsumerSettings()
         self.tracer = tracer or make_tracer(None)
         self._clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._terminations: dict[str, asyncio.Task[None]] = {}
+        self._upkeep = TaskSet(f"consumer {system_id}")
+        self.releases = ProviderReleases(self.store, transport, self._upkeep, self.settings.retry)
+        self.liveness = Liveness(
+            self.store,
+            orchestrator,
+            self.settings.traffic,
+            self.settings.liveness_period_ms,
+            self.tracer,
+            self._upkeep,
+        )
+        self.recovered = False
 
     async def request(self, req: FederationRequest) -> Federation:
-        """Starts a federation; returns its first record at once."""
+        """Starts a federation; returns its first record at once. A request
+        whose request_id is known returns that request's federation, also
+        when both arrive at once."""
         if req.request_id and (existing := self.store.by_request_id(req.request_id)):
             return existing
         await self.orchestrator.require_app(req.service_name)
@@ -98,13 +145,19 @@ class ConsumerWorkflow:
             backend=self.transport.name,
             created_at=now,
             updated_at=now,
+            history=(StateChange(FederationState.REQUESTED, now),),
         )
-        self.store.add(federation, req.request_id)
+        stored = self.store.add(federation, req.request_id)
+        if stored is not federation:
+            return stored  # the same request_id won the race meanwhile
+        self._start_run(federation)
+        return federation
+
+    def _start_run(self, federation: Federation) -> None:
         fid = federation.federation_id
         task = asyncio.create_task(self._run(federation), name=fid)
         self._tasks[fid] = task
         task.add_done_callback(lambda _t: self._tasks.pop(fid, None))
-        return federation
 
     async def wait(self, federation_id: str) -> Federation:
         """Waits until the federation reaches a terminal state."""
@@ -114,17 +167,108 @@ class ConsumerWorkflow:
         return self.store.get(federation_id)
 
     async def terminate(self, federation_id: str) -> Federation:
+        """See the module docstring: any state, idempotent; answers
+        TERMINATED, or TERMINATING while the provider's release is retried."""
         fed = self.store.get(federation_id)
         if fed.state == FederationState.TERMINATED:
-            raise FailedPrecondition(f"federation {federation_id} is already terminated")
+            return fed
+        task = self._terminations.get(federation_id)
+        if task is None:
+            await self._stop_run(federation_id)
+            await self.liveness.stop(federation_id)
+            fed = self.store.get(federation_id)
+            if fed.state == FederationState.TERMINATED:
+                return fed
+            if federation_id in self._terminations:  # another call got here first
+                task = self._terminations[federation_id]
+            else:
+                if fed.state != FederationState.TERMINATING:
+                    self._set(fed, state=FederationState.TERMINATING, reason="terminate requested")
+                task = self._start_termination(federation_id)
+        await asyncio.wait({task}, timeout=self.settings.terminate_wait)
+        return self.store.get(federation_id)
+
+    async def _stop_run(self, federation_id: str) -> None:
         task = self._tasks.get(federation_id)
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        fed = self.store.get(federation_id)
-        await self._rollback(fed)
-        return self._set(fed, state=FederationState.TERMINATED)
+            await asyncio.wait({task}, timeout=self.settings.terminate_wait)
+
+    def _start_termination(self, federation_id: str) -> asyncio.Task[None]:
+        task = self._upkeep.spawn(self._terminate(federation_id), f"terminate {federation_id}")
+        self._terminations[federation_id] = task
+        task.add_done_callback(lambda _t: self._terminations.pop(federation_id, None))
+        return task
+
+    async def _terminate(self, fid: str) -> None:
+        retry = self.settings.retry
+        with step_span(self.tracer, "terminate", context=self._trace(fid), federation_id=fid):
+
+            async def local() -> None:
+                await self.orchestrator.release(fid)
+
+            async def provider() -> None:
+                await self.transport.terminate(self.store.get(fid))
+
+            await retry_until_done(f"{fid}: local release", local, retry)
+            await retry_until_done(f"{fid}: provider release", provider, retry)
+            # What a cancelled rollback left owed for this provider is settled too.
+            self.store.released(fid, self.store.get(fid).provider_id)
+            self._set(self.store.get(fid), state=FederationState.TERMINATED, reason="released")
+
+    async def recover(self) -> None:
+        """Settles what a previous run left (see the module docstring), then
+        reconciles with the MEO. Retries until the MEO answers."""
+        self.releases.resume()
+        for fed in self.store.list():
+            if fed.state in IN_FLIGHT:
+                await self._roll_back_after_restart(fed)
+            elif fed.state == FederationState.TERMINATING:
+                self._start_termination(fed.federation_id)
+            elif fed.state.live:
+                self.liveness.watch(fed.federation_id)
+        await retry_until_done("reconcile with the MEO", self._reconcile, self.settings.retry)
+        self.recovered = True
+
+    async def _roll_back_after_restart(self, fed: Federation) -> None:
+        fid = fed.federation_id
+        error = Aborted(f"federator restarted during {fed.state.name}")
+        # Owed before the state changes: a crash in between repeats this.
+        await self.releases.release(fed, wait=False)
+
+        async def local() -> None:
+            await self.orchestrator.release(fid)
+
+        await retry_until_done(f"{fid}: local release", local, self.settings.retry)
+        current = self.store.get(fid)
+        if current.state not in IN_FLIGHT:
+            return  # terminated meanwhile (calls are served during recovery)
+        self._set(
+            current,
+            state=FederationState.FAILED,
+            error=Problem.of(error),
+            reason=error.message,
+        )
+        log.warning("%s: %s; rolled back", fid, error.message)
+
+    async def _reconcile(self) -> None:
+        """Releases what the MEO holds on the consumer side for federations
+        that have no live record here (unknown, FAILED or TERMINATED)."""
+        try:
+            services = await self.orchestrator.list_services()
+        except NotSupported as exc:
+            log.error("not reconciled with the MEO: %s", exc.message)
+            return
+        for service in services:
+            if service.role != Role.CONSUMER:
+                continue  # the provider side reconciles its own
+            try:
+                fed: Federation | None = self.store.get(service.federation_id)
+            except MecfedError:
+                fed = None
+            if fed is None or fed.state in ENDED:
+                log.warning("%s: the MEO held it without an owner; released", service.federation_id)
+                await self.orchestrator.release(service.federation_id)
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())
@@ -133,14 +277,12 @@ class ConsumerWorkflow:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._upkeep.close()
 
-    # --- the state machine ---------------------------------------------------
+    # --- the run ---------------------------------------------------------------
 
-    def _set(self, fed: Federation, **changes: object) -> Federation:
-        return self.store.put(fed.evolve(**changes))
-
-    def _step(self, name: str, started: float) -> Step:
-        return Step(name, started, self._clock())
+    def _trace(self, federation_id: str) -> Context:
+        return extract_context(self.store.trace_of(federation_id))
 
     async def _run(self, fed: Federation) -> None:
         # One span for the whole federation; every step is its child, and the
@@ -156,6 +298,8 @@ class ConsumerWorkflow:
             replicas=fed.app.replicas,
             max_price=fed.requirements.max_price,
         ) as span:
+            if traceparent := inject_traceparent():
+                self.store.set_trace(fed.federation_id, traceparent)
             try:
                 fed = await self._negotiate_and_deploy(fed)
                 fed = await self._connect_and_verify(fed)
@@ -166,170 +310,28 @@ class ConsumerWorkflow:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 await self._fail(self.store.get(fed.federation_id), exc)
-
-    async def _negotiate_and_deploy(self, fed: Federation) -> Federation:
-        need = ServiceNeed(fed.federation_id, self.system_id, fed.app, fed.requirements)
-        fed = self._set(fed, state=FederationState.COLLECTING_OFFERS)
-        started = self._clock()
-        # Our end of the tunnel is reserved while offers come in: it is on
-        # the critical path otherwise.
-        reserving = asyncio.create_task(
-            self.orchestrator.reserve_overlay(fed.federation_id, self.settings.tunnel_candidates)
-        )
-        with step_span(self.tracer, STEP_OFFERS, k=need.requirements.offers_to_wait_for) as span:
-            try:
-                offers = await self._collect_offers(need)
-            except BaseException:
-                reserving.cancel()
-                with contextlib.suppress(BaseException):
-                    await reserving
-                raise
-            reservation = await reserving
-            set_attributes(span, offers=len(offers))
-        fed = self._set(
-            self.store.get(fed.federation_id),
-            consumer_endpoint=reservation.endpoint,
-            steps=(self._step(STEP_OFFERS, started),),
-        )
-        ranked = sorted(offers, key=lambda o: (o.price, o.received_at))
-        failed: list[Offer] = []
-        last_error: Exception = DeadlineExceeded("no provider was awarded the federation")
-        for _ in range(self.settings.max_deploy_attempts):
-            started = self._clock()
-            with step_span(self.tracer, STEP_AWARD, attempt=len(failed) + 1) as span:
-                offer = await self.transport.award(need, ranked, failed)
-                if offer is not None:
-                    set_attributes(span, provider=offer.provider_id, price=offer.price)
-            if offer is None:
-                break
-            fed = self._set(
-                fed,
-                state=FederationState.AWARDED,
-                provider_id=offer.provider_id,
-                price=offer.price,
-                steps=(*fed.steps, self._step(STEP_AWARD, started)),
-            )
-            try:
-                return await self._deploy(fed, offer, reservation)
-            except MecfedError as exc:
-                log.warning(
-                    "%s: %s failed to deploy: %s", fed.federation_id, offer.provider_id, exc
-                )
-                failed.append(offer)
-                last_error = exc
-                fed = self.store.get(fed.federation_id)
-        raise last_error
-
-    async def _deploy(
-        self, fed: Federation, offer: Offer, reservation: OverlayReservation
-    ) -> Federation:
-        started = self._clock()
-        fed = self._set(fed, state=FederationState.DEPLOYING)
-        order = DeploymentOrder(
-            fed.federation_id, self.system_id, fed.app, reservation.endpoint, reservation.candidates
-        )
-        with step_span(self.tracer, STEP_DEPLOY, provider=offer.provider_id) as span:
-            result = await self.transport.deploy(offer, order, self.settings.deployment_timeout)
-            provider_end = result.provider_endpoint.require_remote_of(
-                reservation.endpoint.underlay_ip, "provider_endpoint"
-            )
-            set_attributes(
-                span,
-                vni=provider_end.vni,
-                udp_port=provider_end.udp_port,
-                provider_ips=",".join(provider_end.app_ips),
-            )
-        return self._set(
-            fed,
-            app_instance_id=result.app_instance_id,
-            provider_endpoint=provider_end,
-            steps=(*fed.steps, self._step(STEP_DEPLOY, started)),
-        )
-
-    async def _collect_offers(self, need: ServiceNeed) -> list[Offer]:
-        wanted = need.requirements.offers_to_wait_for
-        deadline = (
-            need.requirements.offer_timeout_ms / 1000 + self.transport.capabilities.offer_grace
-        )
-        offers: list[Offer] = []
-        stream = self.transport.solicit_offers(need)
-
-        async def gather() -> None:
-            async for offer in stream:
-                if offer.price > need.requirements.max_price or offer.price <= 0:
-                    continue  # the provider ignored our limit; do not trust it
-                trace.get_current_span().add_event(
-                    "offer received", {"provider": offer.provider_id, "price": offer.price}
-                )
-                offers.append(offer)
-                self._set(self.store.get(need.federation_id), offers=tuple(offers))
-                if len(offers) >= wanted:
-                    return
-
-        try:
-            await asyncio.wait_for(gather(), deadline)
-        except TimeoutError:
-            pass  # choose among what arrived
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-        if not offers:
-            raise DeadlineExceeded(
-                f"no offer at or below max_price {need.requirements.max_price} "
-                f"arrived within {need.requirements.offer_timeout_ms} ms"
-            )
-        return offers
-
-    async def _connect_and_verify(self, fed: Federation) -> Federation:
-        provider_end = fed.provider_endpoint
-        assert provider_end is not None
-        started = self._clock()
-        fed = self._set(fed, state=FederationState.CONNECTING)
-        with step_span(
-            self.tracer, STEP_OVERLAY, vni=provider_end.vni, remote=provider_end.underlay_ip
-        ):
-            endpoint = await self.orchestrator.connect_overlay(
-                fed.federation_id, fed.service_name, provider_end
-            )
-        fed = self._set(
-            fed,
-            consumer_endpoint=endpoint,
-            steps=(*fed.steps, self._step(STEP_OVERLAY, started)),
-        )
-        started = self._clock()
-        fed = self._set(fed, state=FederationState.VERIFYING)
-        check = TrafficCheck(
-            count=self.settings.traffic.count,
-            interval_ms=self.settings.traffic.interval_ms,
-            timeout_ms=self.settings.traffic.timeout_ms,
-            echo_port=fed.app.echo_port,
-        )
-        with step_span(self.tracer, STEP_TRAFFIC, count=check.count) as span:
-            report = await self.orchestrator.verify_traffic(fed.federation_id, check)
-            set_traffic(span, report)
-            if not report.ok:
-                span.set_status(Status(StatusCode.ERROR, f"{report.loss:.0%} loss"))
-        fed = self._set(fed, traffic=report, steps=(*fed.steps, self._step(STEP_TRAFFIC, started)))
-        if not report.ok:
-            raise DeploymentFailed(
-                f"app-to-app traffic check failed: {report.received}/{report.sent} echoes "
-                f"answered ({report.loss:.0%} loss); success requires 0% loss"
-            )
-        return self._set(fed, state=FederationState.ESTABLISHED)
+                return
+        self.liveness.watch(fed.federation_id)
 
     async def _fail(self, fed: Federation, exc: BaseException) -> None:
         if not isinstance(exc, MecfedError):
             log.error("federation %s crashed", fed.federation_id, exc_info=exc)
         await self._rollback(fed)
+        problem = Problem.of(exc)
         self._set(
-            self.store.get(fed.federation_id), state=FederationState.FAILED, error=Problem.of(exc)
+            self.store.get(fed.federation_id),
+            state=FederationState.FAILED,
+            error=problem,
+            reason=problem.detail,
         )
 
     async def _rollback(self, fed: Federation) -> None:
         """Releases both sides; each half is tried even if the other fails.
         The transport is told even when nothing was deployed, so that it can
-        settle what it holds (e.g. the chain escrow of an announcement)."""
+        settle what it holds (e.g. the chain escrow of an announcement). A
+        provider that cannot be reached is retried in the background."""
         try:
-            await self.transport.terminate(fed)
+            await self.releases.release(fed)
         except Exception as exc:
             log.warning("%s: provider release failed: %s", fed.federation_id, exc)
         try:
@@ -339,6 +341,8 @@ class ConsumerWorkflow:
 
 
 __all__ = [
+    "ENDED",
+    "IN_FLIGHT",
     "STEP_AWARD",
     "STEP_DEPLOY",
     "STEP_OFFERS",

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from mecfed.errors import DeploymentFailed, NotFound
+from mecfed.errors import DeploymentFailed, NotFound, Unavailable
 from mecfed.model import (
     AppSpec,
     DeploymentOrder,
@@ -58,8 +58,16 @@ class FakeOrchestrator:
     reserved: set[str] = field(default_factory=set)
     released: list[str] = field(default_factory=list)
     checks: list[TrafficCheck] = field(default_factory=list)
+    # Added for issue 10 (defaults keep the old behaviour).
+    break_watch: bool = False
+    require_delay: float = 0.0
+    watches: list[str] = field(default_factory=list)
+    # Blocks deploy/verify steps until set (a federation held mid-flight).
+    hold: asyncio.Event | None = None
 
     async def require_app(self, name: str) -> None:
+        if self.require_delay:
+            await asyncio.sleep(self.require_delay)  # as a real MEO round trip
         if name not in self.apps:
             raise NotFound(f"app {name!r} not found")
 
@@ -94,6 +102,8 @@ class FakeOrchestrator:
         )
 
     async def verify_traffic(self, federation_id: str, check: TrafficCheck) -> TrafficReport:
+        if self.hold is not None:
+            await self.hold.wait()
         self.checks.append(check)
         received = check.count // 2 if self.lose_traffic else check.count
         return TrafficReport(check.count, received, 0.2, 0.4)
@@ -105,7 +115,10 @@ class FakeOrchestrator:
     async def watch_traffic(
         self, federation_id: str, check: TrafficCheck, period_ms: int
     ) -> AsyncIterator[TrafficReport]:
+        self.watches.append(federation_id)
         while federation_id in self.connected:
+            if self.break_watch:
+                raise Unavailable("local MEO WatchTraffic: stream broke (forced by the test)")
             received = check.count // 2 if self.lose_traffic else check.count
             yield TrafficReport(check.count, received, 0.2, 0.4, measured_at=time.time())
             await asyncio.sleep(period_ms / 1000)
@@ -125,6 +138,8 @@ class ScriptedProvider:
     price: int
     fails: bool = False
     endpoint_ip: str = "10.213.0.50"
+    # Goes silent during the deployment (the transport gives up: Unavailable).
+    dies: bool = False
 
 
 class FakeTransport:
@@ -144,6 +159,14 @@ class FakeTransport:
         self.deploys: list[str] = []
         self.terminated: list[str] = []
         self.solicited: list[ServiceNeed] = []
+        # Added for issue 10 (defaults keep the old behaviour): terminate
+        # raises Unavailable while set; every call, acknowledged or not, is in
+        # ``terminate_calls`` as (federation id, provider id).
+        self.unreachable = False
+        self.terminate_calls: list[tuple[str, str]] = []
+        self.established_calls: list[str] = []
+        # Blocks deploy() until set.
+        self.hold: asyncio.Event | None = None
 
     async def start(self, provider: ProviderHandler, deployments: object, mff: str) -> None:
         return None
@@ -185,6 +208,10 @@ class FakeTransport:
     ) -> DeploymentResult:
         self.deploys.append(offer.provider_id)
         p = self.providers[offer.provider_id]
+        if self.hold is not None:
+            await self.hold.wait()
+        if p.dies:
+            raise Unavailable(f"{p.system_id} went silent while deploying (scripted)")
         if p.fails:
             raise DeploymentFailed(f"{p.system_id} could not deploy: no room (scripted)")
         endpoint = dataclasses.replace(
@@ -193,12 +220,15 @@ class FakeTransport:
         return DeploymentResult(f"{p.system_id}/inst", endpoint)
 
     async def established(self, federation: Federation) -> None:
-        return None
+        self.established_calls.append(federation.federation_id)
 
     def health(self) -> str | None:
         return None
 
     async def terminate(self, federation: Federation) -> None:
+        self.terminate_calls.append((federation.federation_id, federation.provider_id))
+        if self.unreachable:
+            raise Unavailable(f"RemoveApp at {federation.provider_id}: unreachable (scripted)")
         self.terminated.append(federation.federation_id)
 
 

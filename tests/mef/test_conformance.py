@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import grpc
 import pytest
 
 from mecfed.model import TrafficCheck
@@ -127,12 +126,12 @@ async def test_terminate_releases_both_sides(federation_net):
             federator_pb2.TerminateFederationRequest(federation_id=fed.federation_id), timeout=10
         )
         assert done.state == TERMINATED
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.TerminateFederation(
-                federator_pb2.TerminateFederationRequest(federation_id=fed.federation_id),
-                timeout=10,
-            )
-        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        # Idempotent: terminating a terminated federation returns it as it is.
+        again = await stub.TerminateFederation(
+            federator_pb2.TerminateFederationRequest(federation_id=fed.federation_id),
+            timeout=10,
+        )
+        assert again.state == TERMINATED
     assert provider.meo.deployed == {}
     assert provider.mef.provider.ledger.used == 0
     assert fed.federation_id not in consumer.meo.connected

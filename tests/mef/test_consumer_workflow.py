@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mecfed.errors import FailedPrecondition, NotFound
+from mecfed.errors import NotFound
 from mecfed.model import AppSpec, FederationRequest, FederationState, Requirements
 from mef.transport.base import Fallback
 from mef.workflow import ConsumerSettings, ConsumerWorkflow
@@ -133,8 +133,9 @@ async def test_terminate_releases_both_sides_once():
     assert done.state == FederationState.TERMINATED
     assert transport.terminated == [fed.federation_id]
     assert fed.federation_id in meo.released
-    with pytest.raises(FailedPrecondition):
-        await workflow.terminate(fed.federation_id)
+    again = await workflow.terminate(fed.federation_id)  # idempotent
+    assert again.state == FederationState.TERMINATED
+    assert transport.terminated == [fed.federation_id]
 
 
 async def test_terminate_while_running_cancels_and_settles():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from mecfed.errors import InvalidArgument
 from mecfed.model import (
     AppSpec,
     EndPoint,
@@ -170,6 +171,74 @@ def test_federation_to_proto_full() -> None:
     assert [s.name for s in msg.steps] == ["offers", "deploy"]
     assert wc.problem_from_proto(msg.error) == fed.error
     assert msg.backend == "chain"
+
+
+def test_federation_history_and_liveness_to_proto() -> None:
+    fed = Federation("fed-1", "svc", APP, REQUIREMENTS, "c", "direct", created_at=1.0)
+    fed = fed.evolve(state=FederationState.ESTABLISHED)
+    fed = fed.evolve(
+        state=FederationState.DEGRADED,
+        reason="10/20 echoes answered",
+        liveness=TrafficReport(20, 10, 0.5, 0.9, measured_at=50.0),
+    )
+    msg = w.federation_to_proto(fed)
+    assert [(h.state, h.reason) for h in msg.history] == [
+        (common_pb2.FEDERATION_STATE_ESTABLISHED, ""),
+        (common_pb2.FEDERATION_STATE_DEGRADED, "10/20 echoes answered"),
+    ]
+    assert wc.from_ts(msg.history[1].at) == pytest.approx(fed.history[1].at)
+    assert msg.liveness.received == 10 and wc.from_ts(msg.liveness.measured_at) == 50.0
+
+
+def test_federation_round_trips_through_proto() -> None:
+    fed = Federation(
+        "fed-1",
+        "svc",
+        APP,
+        REQUIREMENTS,
+        "consumer",
+        "chain",
+        state=FederationState.DEGRADED,
+        provider_id="prov",
+        offers=(Offer("prov", 7, "", 5.0, 4.0),),
+        price=7,
+        app_instance_id="inst-1",
+        consumer_endpoint=CONSUMER,
+        provider_endpoint=PROVIDER,
+        traffic=TrafficReport(20, 20, 0.5, 0.9, measured_at=3.0),
+        steps=(Step("offers", 1.0, 2.0),),
+        error=Problem("DeploymentFailed", 409, "x"),
+        created_at=1.0,
+        updated_at=9.0,
+        liveness=TrafficReport(20, 19, 0.5, 0.9, measured_at=8.0),
+    ).evolve(state=FederationState.ESTABLISHED, reason="passes again")
+    back = w.federation_from_proto(w.federation_to_proto(fed))
+    assert back.updated_at == pytest.approx(fed.updated_at)
+    assert back.history[0].at == pytest.approx(fed.history[0].at)
+    assert back.evolve(updated_at=1, history=()) == fed.evolve(updated_at=1, history=())
+    assert [(h.state, h.reason) for h in back.history] == [(h.state, h.reason) for h in fed.history]
+
+
+def test_federation_from_proto_refuses_unknown_states() -> None:
+    msg = w.federation_to_proto(Federation("f", "svc", APP, REQUIREMENTS, "c", "direct"))
+    msg.state = 99  # type: ignore[assignment]
+    with pytest.raises(InvalidArgument):
+        w.federation_from_proto(msg)
+
+
+def test_history_is_bounded_and_keeps_its_start() -> None:
+    from mecfed.model.federation import MAX_HISTORY
+
+    fed = Federation("f", "svc", APP, REQUIREMENTS, "c", "direct")
+    fed = fed.evolve(state=FederationState.COLLECTING_OFFERS, reason="first")
+    for i in range(MAX_HISTORY + 10):
+        state = FederationState.DEGRADED if i % 2 else FederationState.ESTABLISHED
+        fed = fed.evolve(state=state, reason=str(i))
+    assert len(fed.history) == MAX_HISTORY
+    assert fed.history[0].reason == "first"
+    assert fed.history[-1].reason == str(MAX_HISTORY + 9)
+    # No transition, no entry.
+    assert fed.evolve(state=fed.state).history == fed.history
 
 
 @pytest.mark.parametrize("state", list(FederationState))
