@@ -174,7 +174,7 @@ async def build_transport(
     if config.backend == "chain":
         from mef.transport.chain import connect_chain_transport
 
-        return await connect_chain_transport(config, client, traces)
+        return await connect_chain_transport(config, client, traces, database=db)
     raise ValueError(f"backend {config.backend!r} is unknown (direct, chain)")
 
 
@@ -245,6 +245,9 @@ async def start(
         # agrees with ours before anyone is told we serve.
         await reconcile_provider(provider, deployments, consumer.settings.retry)
         await consumer.recover()
+        # The chain is the source of truth for money: what it holds for a
+        # federation we no longer run is ended now, not left locked.
+        await transport.reconcile({f.federation_id for f in consumer.store.list() if f.state.live})
         await rpc.mark_serving()
     except BaseException:
         await consumer.close()

@@ -186,6 +186,13 @@ class MffTransport(Protocol):
         until it is."""
         ...
 
+    async def reconcile(self, live_federation_ids: set[str]) -> None:
+        """Called once at start, after the workflow recovered its records:
+        whatever the transport holds for a federation not in
+        ``live_federation_ids`` is settled (chain: every service of ours is
+        ended and its escrow recovered, credits withdrawn; direct: nothing)."""
+        ...
+
     async def established(self, federation: Federation) -> None:
         """Called once the consumer verified app-to-app traffic: the point at
         which the provider has earned its price (chain: the consumer's

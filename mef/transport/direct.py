@@ -146,6 +146,9 @@ class DirectTransport:
         assert details.provider_endpoint is not None  # READY carries it (wire checks)
         return DeploymentResult(details.app_instance_id, details.provider_endpoint)
 
+    async def reconcile(self, live_federation_ids: set[str]) -> None:
+        return None
+
     async def established(self, federation: Federation) -> None:
         return None
 

@@ -161,7 +161,10 @@ class FaultBed:
                     )
                     async for fed in stream:
                         last = fed
-                        if fed.state in wanted or fed.state in FINAL:
+                        passed = {h.state for h in fed.history}
+                        # A state may be over before the watch began: its
+                        # history still says it was reached.
+                        if (fed.state in wanted or fed.state in FINAL) or passed & wanted:
                             return fed
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -192,7 +195,10 @@ class FaultBed:
 
     # --- faults on the underlay -------------------------------------------------
 
-    def set_underlay(self, system_id: str, up: bool) -> None:
+    async def set_underlay(self, system_id: str, up: bool) -> None:
+        await asyncio.to_thread(self._set_underlay, system_id, up)
+
+    def _set_underlay(self, system_id: str, up: bool) -> None:
         """Cuts (or restores) a system's port on the underlay bridge: its
         Mff, Mfm-to-chain and data-plane traffic all stop."""
         state = self.testbed.load_state()

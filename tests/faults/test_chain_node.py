@@ -26,7 +26,7 @@ from web3 import AsyncWeb3, WebSocketProvider
 
 from mecfed.rpc import security
 from mecfed.testbed.chain import restart_node, stop_node
-from tests.faults.bed import LIVE, S, FaultBed, state_name
+from tests.faults.bed import LIVE, FaultBed, S, state_name
 from tests.faults.conftest import open_bed
 
 pytestmark = [

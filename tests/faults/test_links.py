@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.faults.bed import LIVE, S, FaultBed, state_name
+from tests.faults.bed import LIVE, FaultBed, S, state_name
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -26,13 +26,13 @@ async def test_link_down_after_establishment_degrades_and_recovers(bed: FaultBed
     fed = await bed.settle(fid)
     assert fed.state == S.FEDERATION_STATE_ESTABLISHED, fed.error.detail
     cut_at = time.time()
-    bed.set_underlay(fed.provider_id, up=False)
+    await bed.set_underlay(fed.provider_id, up=False)
     try:
         degraded = await bed.wait_for(fid, {S.FEDERATION_STATE_DEGRADED}, timeout=30)
         assert degraded.state == S.FEDERATION_STATE_DEGRADED, state_name(degraded.state)
         assert degraded.liveness.received < degraded.liveness.sent
     finally:
-        bed.set_underlay(fed.provider_id, up=True)
+        await bed.set_underlay(fed.provider_id, up=True)
     back = await bed.wait_for(fid, {S.FEDERATION_STATE_ESTABLISHED}, timeout=30)
     assert back.state == S.FEDERATION_STATE_ESTABLISHED
     history = [(h.state, h.at.ToNanoseconds() / 1e9) for h in back.history]
@@ -45,20 +45,18 @@ async def test_link_down_after_establishment_degrades_and_recovers(bed: FaultBed
     await bed.assert_clean()
 
 
-@pytest.mark.parametrize(
-    "when", [S.FEDERATION_STATE_DEPLOYING, S.FEDERATION_STATE_CONNECTING]
-)
+@pytest.mark.parametrize("when", [S.FEDERATION_STATE_DEPLOYING, S.FEDERATION_STATE_CONNECTING])
 async def test_link_down_before_the_check_fails_cleanly(bed: FaultBed, when: int) -> None:
     fid = await bed.request()
     seen = await bed.wait_for(fid, {when})
     victim = seen.provider_id
     if not victim:
         pytest.fail(f"no provider at {state_name(seen.state)}")
-    bed.set_underlay(victim, up=False)
+    await bed.set_underlay(victim, up=False)
     try:
         fed = await bed.settle(fid, timeout=180)
     finally:
-        bed.set_underlay(victim, up=True)
+        await bed.set_underlay(victim, up=True)
     if fed.state in LIVE:
         # Only possible through the other provider, or if the check passed
         # before the cut took effect.

@@ -24,7 +24,7 @@ import asyncio
 import pytest
 
 from mecfed.v1 import federator_pb2
-from tests.faults.bed import FINAL, LIVE, S, FaultBed, state_name
+from tests.faults.bed import FINAL, LIVE, FaultBed, S, state_name
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -153,9 +153,7 @@ async def test_same_request_id_at_once_makes_one_federation(bed: FaultBed) -> No
     req = bed.federation_request()
     req.request_id = f"req-{bed.backend}-once"
     async with bed.mfm() as mfm:
-        answers = await asyncio.gather(
-            *(mfm.RequestFederation(req, timeout=30) for _ in range(3))
-        )
+        answers = await asyncio.gather(*(mfm.RequestFederation(req, timeout=30) for _ in range(3)))
     assert len({a.federation_id for a in answers}) == 1
     fid = answers[0].federation_id
     await bed.settle(fid)

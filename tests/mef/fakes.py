@@ -219,6 +219,9 @@ class FakeTransport:
         ).with_tunnel(order.candidates[0])
         return DeploymentResult(f"{p.system_id}/inst", endpoint)
 
+    async def reconcile(self, live_federation_ids: set[str]) -> None:
+        return None
+
     async def established(self, federation: Federation) -> None:
         self.established_calls.append(federation.federation_id)
 
