@@ -143,10 +143,16 @@ class FaultBed:
             )
 
     async def wait_for(
-        self, federation_id: str, states: Iterable[int], timeout: float = 90
+        self,
+        federation_id: str,
+        states: Iterable[int],
+        timeout: float = 90,
+        *,
+        passed: bool = True,
     ) -> federator_pb2.Federation:
         """The first version of the federation in one of ``states`` (or a
-        final state, which ends the wait too)."""
+        final state, which ends the wait too); with ``passed``, also one
+        whose history shows it went through one of them."""
         wanted = set(states)
         deadline = time.monotonic() + timeout
         last: federator_pb2.Federation | None = None
@@ -161,10 +167,10 @@ class FaultBed:
                     )
                     async for fed in stream:
                         last = fed
-                        passed = {h.state for h in fed.history}
                         # A state may be over before the watch began: its
                         # history still says it was reached.
-                        if (fed.state in wanted or fed.state in FINAL) or passed & wanted:
+                        went = {h.state for h in fed.history} if passed else set()
+                        if fed.state in wanted or fed.state in FINAL or went & wanted:
                             return fed
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -28,12 +28,12 @@ async def test_link_down_after_establishment_degrades_and_recovers(bed: FaultBed
     cut_at = time.time()
     await bed.set_underlay(fed.provider_id, up=False)
     try:
-        degraded = await bed.wait_for(fid, {S.FEDERATION_STATE_DEGRADED}, timeout=30)
+        degraded = await bed.wait_for(fid, {S.FEDERATION_STATE_DEGRADED}, timeout=30, passed=False)
         assert degraded.state == S.FEDERATION_STATE_DEGRADED, state_name(degraded.state)
         assert degraded.liveness.received < degraded.liveness.sent
     finally:
         await bed.set_underlay(fed.provider_id, up=True)
-    back = await bed.wait_for(fid, {S.FEDERATION_STATE_ESTABLISHED}, timeout=30)
+    back = await bed.wait_for(fid, {S.FEDERATION_STATE_ESTABLISHED}, timeout=30, passed=False)
     assert back.state == S.FEDERATION_STATE_ESTABLISHED
     history = [(h.state, h.at.ToNanoseconds() / 1e9) for h in back.history]
     states = [s for s, _ in history]
