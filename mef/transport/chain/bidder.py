@@ -113,25 +113,23 @@ class Bidder:
         # announcement in the block that admits us must not slip past.
         head = (await self.contract.client.head()).number
         self._start_block = head
+        events = self._events
         streams = [
-            (self.contract.events(["ServiceAnnounced"], from_block=head), None),
+            # A reorged announcement withdraws our bid (its quote's capacity
+            # comes back); the other streams' effects (a deployment started,
+            # released, a payment withdrawn) cannot be undone, so they act on
+            # logs the client's confirmation depth (config.chain
+            # "confirmations") already holds final.
+            (events("announced", ["ServiceAnnounced"], removals=True), None),
             (
-                self.contract.events(["ConsumerEndpoint"], provider=self.address, from_block=head),
+                events("orders", ["ConsumerEndpoint"], provider=self.address),
                 self._on_consumer_endpoint,
             ),
+            (events("closed", ["ServiceClosing", "ServiceAwarded"]), self._on_closed),
+            (events("reopened", ["ServiceReopened"]), self._on_reopened),
+            (events("ended", ["ServiceTerminated", "ServiceCancelled"]), self._on_ended),
             (
-                self.contract.events(["ServiceClosing", "ServiceAwarded"], from_block=head),
-                self._on_closed,
-            ),
-            (self.contract.events(["ServiceReopened"], from_block=head), self._on_reopened),
-            (
-                self.contract.events(["ServiceTerminated", "ServiceCancelled"], from_block=head),
-                self._on_ended,
-            ),
-            (
-                self.contract.events(
-                    ["ServiceAcknowledged"], provider=self.address, from_block=head
-                ),
+                events("acknowledged", ["ServiceAcknowledged"], provider=self.address),
                 self._on_acknowledged,
             ),
         ]
@@ -144,6 +142,13 @@ class Bidder:
             await stream.wait_live(timeout=30)
         await self.contract.ensure_member(self.system_id)
         self._member.set()
+
+    def _events(self, what: str, names: list[str], **filters: Any) -> Any:
+        """A stream from the current block, or (its durable cursor, given
+        the process's database) from after the last event taken before a
+        restart: what was announced or ended while we were down is seen."""
+        name = f"bidder-{what}-{self.contract.address[:10]}"
+        return self.contract.events(names, from_block=self._start_block, name=name, **filters)
 
     async def _serve(self, stream: Any, handler: Any) -> None:
         try:
@@ -180,12 +185,23 @@ class Bidder:
                 burst = [first.result()]
                 while not events.empty():
                     burst.append(events.get_nowait())
-                for event in sorted(burst, key=self._bid_order):
+                for event in [e for e in burst if e.removed]:
+                    self._unannounced(event)
+                for event in sorted((e for e in burst if not e.removed), key=self._bid_order):
                     self.tasks.spawn(self._on_announced(event), f"bid {_service_id(event)}")
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             await stream.close()
+
+    def _unannounced(self, event: Event) -> None:
+        """The announcement was reorged away: no service to bid on, so the
+        quote behind our bid is withdrawn (a bid of ours mined on it went
+        with it). Announced again, it is bid on again."""
+        bid = self._bids.pop(_service_id(event), None)
+        if bid is not None:
+            log.warning("%s: the announcement was reorged away; bid withdrawn", bid.service_id)
+            self._lose(bid)
 
     async def _stale(self, service_id: str) -> bool:
         """An announcement replayed from before this start: bid only if the
@@ -298,6 +314,22 @@ class Bidder:
             return
         self._lose(bid)
         await self.reclaim(service_id)
+
+    async def release(self, consumer: str, federation_id: str) -> None:
+        """Ends our deployment for (consumer, federation), if any, through
+        the deployments registry (its durable record ends with it), and
+        whatever the provider holds for it."""
+        try:
+            if self._deployments is not None:
+                await self._deployments.remove_federation(consumer, federation_id)
+            elif self._provider is not None:
+                await self._provider.release(federation_id, consumer)
+        except NotFound as exc:  # not ours (another consumer's federation of that id)
+            log.debug("%s/%s: %s", consumer, federation_id, exc)
+
+    @property
+    def deployments(self) -> Deployments | None:
+        return self._deployments
 
     async def reclaim(self, service_id: str) -> None:
         """Takes our bond back (if held and free) and withdraws."""
@@ -417,13 +449,7 @@ class Bidder:
         if bid is None:
             return
         self._lose(bid)
-        if self._deployments is not None:
-            await self._deployments.remove_federation(bid.consumer, bid.federation_id)
-        if self._provider is not None:
-            try:
-                await self._provider.release(bid.federation_id, bid.consumer)
-            except NotFound as exc:  # not ours (another consumer's federation of that id)
-                log.debug("%s: %s", service_id, exc)
+        await self.release(bid.consumer, bid.federation_id)
         await self.reclaim(service_id)
         await self.payouts.withdraw()
 

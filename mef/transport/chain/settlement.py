@@ -38,13 +38,22 @@ ATTEMPTS = 4
 
 
 COMPONENT = "chain_transport"
+# The scan cursor is not called chain_cursor: that is the chain client's
+# table of stream cursors (component chain_journal) in the same database.
 MIGRATIONS = [
     """
     CREATE TABLE chain_services (
         contract TEXT NOT NULL, service_id TEXT NOT NULL, federation_id TEXT NOT NULL,
         PRIMARY KEY (contract, service_id));
-    CREATE TABLE chain_cursor (contract TEXT PRIMARY KEY, block INTEGER NOT NULL);
+    CREATE TABLE chain_scan (contract TEXT PRIMARY KEY, block INTEGER NOT NULL);
+    """,
+    # Announcements whose receipt wait gave up (NotMined): maybe sent, so
+    # maybe escrowing; watched until mined (then cancelled) or replaced.
     """
+    CREATE TABLE chain_maybe_sent (
+        contract TEXT NOT NULL, tx_hash TEXT NOT NULL, federation_id TEXT NOT NULL,
+        noted_at REAL NOT NULL, PRIMARY KEY (contract, tx_hash));
+    """,
 ]
 
 
@@ -58,7 +67,7 @@ class ConsumerSettlement:
         if db is not None:
             db.migrate(COMPONENT, MIGRATIONS)
             key = (self._contract.address,)
-            row = db.query_one("SELECT block FROM chain_cursor WHERE contract = ?", key)
+            row = db.query_one("SELECT block FROM chain_scan WHERE contract = ?", key)
             self._scanned_to = int(row["block"]) if row else -1
             for r in db.query(
                 "SELECT service_id, federation_id FROM chain_services WHERE contract = ?"
@@ -79,7 +88,7 @@ class ConsumerSettlement:
                     (address, service_id, federation_id),
                 )
             tx.execute(
-                "INSERT INTO chain_cursor (contract, block) VALUES (?, ?)"
+                "INSERT INTO chain_scan (contract, block) VALUES (?, ?)"
                 " ON CONFLICT(contract) DO UPDATE SET block = excluded.block",
                 (address, head),
             )

@@ -322,7 +322,7 @@ async def test_the_scan_cursor_survives_a_restart_in_the_database(net: Net, tmp_
     db.close()
     db = Database(path)  # a restart
     try:
-        row = db.query_one("SELECT block FROM chain_cursor")
+        row = db.query_one("SELECT block FROM chain_scan")
         assert row is not None and row["block"] >= 1
         again = ConsumerSettlement(_consumer(net), db)
         assert again._scanned_to == row["block"], "scans only the blocks after the cursor"
