@@ -38,6 +38,7 @@ from mef.transport.base import Admission, ProviderHandler
 from mef.transport.chain import codec
 from mef.transport.chain.auction import tx_attributes
 from mef.transport.chain.chaintime import wait_block_after, wait_chain_time
+from mef.transport.chain.maybe_sent import mined
 from mef.transport.chain.payouts import Payouts
 
 log = logging.getLogger(__name__)
@@ -402,7 +403,12 @@ class Bidder:
         sealed = codec.seal_confirmation(consumer.pubkey, endpoint)
         await self._after_closing_block(service_id)
         with step_span(self.tracer, "confirmation", service_id=service_id) as span:
-            receipt = await self.contract.confirm_deployment(service_id, sealed)
+            # Maybe sent: settle_later must follow the confirmation once mined.
+            receipt = await mined(
+                self.contract.client, self.contract.confirm_deployment(service_id, sealed)
+            )
+            if receipt is None:
+                raise FailedPrecondition(f"the confirmation of {service_id} was replaced")
             tx_attributes(span, receipt)
         # Paid when the consumer acknowledges; else once the challenge window passed.
         self.tasks.spawn(self.settle_later(service_id), f"settle {service_id}")
@@ -437,8 +443,9 @@ class Bidder:
             bid.offer_ref = ""
         await self._after_closing_block(service_id)
         with step_span(self.tracer, "decline", service_id=service_id) as span:
-            receipt = await self.contract.decline(service_id)
-            tx_attributes(span, receipt)
+            receipt = await mined(self.contract.client, self.contract.decline(service_id))
+            if receipt is not None:
+                tx_attributes(span, receipt)
         await self.reclaim(service_id)  # kept unless the consumer had ordered on-chain
 
     async def _on_ended(self, event: Event) -> None:

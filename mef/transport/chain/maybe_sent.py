@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from mecfed.chain.client import ChainClient, Receipt
 from mecfed.chain.federation import FederationContract
 from mecfed.chain.journal import DROPPED, MINED, REPLACED
 from mecfed.chain.receipts import NotMined
@@ -27,6 +28,30 @@ log = logging.getLogger(__name__)
 # Between receipt waits that failed for another reason than "not yet"
 # (the node down, the chain refused): the journal keeps the transaction.
 RETRY_S = 5.0
+
+
+async def mined(client: ChainClient, send: Awaitable[Receipt]) -> Receipt | None:
+    """``send``'s receipt; after NotMined, keeps waiting (the client's
+    reconciler keeps the transaction sent) until it is mined, or None once
+    it never will be (replaced). For transactions whose follow-up must not
+    be skipped just because the first receipt wait gave up (a provider's
+    confirm, decline)."""
+    try:
+        return await send
+    except NotMined as exc:
+        tx_hash = exc.tx_hash
+        log.warning("%s: not mined yet; still waiting", exc.purpose)
+    while True:
+        try:
+            return await client.wait_receipt(tx_hash)
+        except NotMined:
+            continue
+        except FailedPrecondition as exc:
+            entry = client.journal.get(tx_hash)
+            if entry is None or entry.state in (REPLACED, DROPPED):
+                log.warning("%s never executes: %s", tx_hash, exc)
+                return None
+            await asyncio.sleep(RETRY_S)  # e.g. the chain refused for now
 
 
 class MaybeSent:
@@ -141,4 +166,4 @@ class MaybeSent:
         return announced.service_id
 
 
-__all__ = ["MaybeSent"]
+__all__ = ["MaybeSent", "mined"]
