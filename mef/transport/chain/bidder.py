@@ -92,6 +92,19 @@ class Bidder:
         self._bids: OrderedDict[str, Bid] = OrderedDict()  # service id -> bid
         self._member = asyncio.Event()
         self._start_block = -1
+        self._streams: list[tuple[Any, asyncio.Task[Any]]] = []  # (stream, its server)
+        self._stream_error = ""  # why the first stream that failed ended
+
+    def health(self) -> str | None:
+        """Why we no longer follow the contract (a stream ended: we would
+        stop bidding, deploying or releasing without a word), None if we do."""
+        ended = [t for _, t in self._streams if t.done() and not t.cancelled()]
+        if not ended:
+            return None
+        return (
+            f"the chain transport stopped following {len(ended)} of its {len(self._streams)} "
+            f"contract event streams: {self._stream_error or 'ended'}"
+        )
 
     # --- what the gate asks ----------------------------------------------------
 
@@ -136,9 +149,10 @@ class Bidder:
         ]
         for stream, handler in streams:
             if handler is None:
-                self.tasks.spawn(self._serve_announcements(stream), "announcements")
+                task = self.tasks.spawn(self._serve_announcements(stream), "announcements")
             else:
-                self.tasks.spawn(self._serve(stream, handler), f"{handler.__name__} events")
+                task = self.tasks.spawn(self._serve(stream, handler), f"{handler.__name__} events")
+            self._streams.append((stream, task))
         for stream, _ in streams:
             await stream.wait_live(timeout=30)
         await self.contract.ensure_member(self.system_id)
@@ -155,6 +169,9 @@ class Bidder:
         try:
             async for event in stream:
                 self.tasks.spawn(handler(event), f"{event.name} {_service_id(event)}")
+        except Exception as exc:
+            self._stream_error = self._stream_error or f"{handler.__name__}: {exc}"
+            raise
         finally:
             await stream.close()
 
@@ -180,6 +197,8 @@ class Bidder:
                 await asyncio.wait({first, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if not first.done():
                     first.cancel()
+                    if (exc := reader.exception()) is not None:
+                        self._stream_error = self._stream_error or f"announcements: {exc}"
                     reader.result()  # the stream failed: re-raise; or it ended
                     return
                 await asyncio.sleep(ANNOUNCEMENT_BURST_S)
@@ -273,9 +292,15 @@ class Bidder:
                 sealed = codec.seal_contact(
                     consumer.pubkey, codec.MffContact(self.mff_endpoint, self.system_id)
                 )
-                receipt = await self.contract.bid(
-                    bid.service_id, offer.price, sealed, bond=bid.bond
+                # Maybe sent: the bid may still be mined and bind us, so the
+                # quote is held until it is (or is replaced).
+                receipt = await mined(
+                    self.contract.client,
+                    self.contract.bid(bid.service_id, offer.price, sealed, bond=bid.bond),
                 )
+                if receipt is None:
+                    self._lose(bid)
+                    return
                 bid.bond = 0  # held from now on
             except BaseException as exc:
                 # No bid on chain, so no award will ever release the capacity

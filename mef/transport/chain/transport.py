@@ -93,6 +93,7 @@ class ChainTransport:
         self.bidder = Bidder(system_id, self.contract, account, payouts, self._tasks, tracer)
         self.gate = ChainGate(self.bidder, self.contract, account, self._tasks)
         self.recovery = ProviderRecovery(self.bidder)
+        self._recovering = False
 
     async def _end_zombie(self, service_id: str) -> None:
         await self.settlement.end(service_id)
@@ -102,9 +103,6 @@ class ChainTransport:
         self, provider: ProviderHandler, deployments: Deployments, mff_endpoint: str
     ) -> None:
         await self.bidder.start(provider, deployments, mff_endpoint)
-        # What we won before a restart: release what the consumer ended,
-        # book what is ours, reclaim bonds (in the background: chain scans).
-        self._tasks.spawn(self.recovery.run(), "provider recovery")
 
     async def reconcile(self, live_federation_ids: set[str]) -> None:
         """Called by the MEF at start with the federations it still holds as
@@ -116,6 +114,14 @@ class ChainTransport:
         for a federation that is live (a later attempt of it won)."""
         self.maybe_sent.resume()
         await self.settlement.reconcile(live_federation_ids)
+        # What we won as provider before a restart: release what the
+        # consumer ended, confirm what is still deployed, book what is
+        # ours, reclaim bonds (in the background: chain scans). Here, not in
+        # start(): it reads the deployments' durable records, which the
+        # provider's reconcile with the MEO (before this call) settled.
+        if not self._recovering:
+            self._recovering = True
+            self._tasks.spawn(self.recovery.run(), "provider recovery")
 
     async def close(self) -> None:
         """Bounded: a stream stuck reconnecting must not hold up shutdown."""
@@ -161,8 +167,9 @@ class ChainTransport:
 
     def health(self) -> str | None:
         """The chain client's reason (the chain reset or replaced, the node
-        unreachable, our account wedged), None when ready."""
-        return self.client.health()
+        unreachable, our account wedged), else the transport's (a provider
+        stream that ended: we would silently stop bidding), None when ready."""
+        return self.client.health() or self.bidder.health()
 
     async def terminate(self, federation: Federation) -> None:
         """Idempotent, in every state, also after a restart (the services of

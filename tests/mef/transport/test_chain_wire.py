@@ -270,3 +270,27 @@ async def test_a_reorged_bid_is_not_counted(net: Net) -> None:
     finally:
         await bidder_client.close()
         await transport.close()
+
+
+async def test_health_reports_a_provider_stream_that_ended(net: Net) -> None:
+    """A contract event stream of the provider side that ends (here: closed
+    under it) would silently stop bids, deployments or releases: health()
+    says so."""
+
+    class Declining:
+        async def quote(self, need: ServiceNeed, *, binding: bool = False) -> Any:
+            raise DeadlineExceeded("not in this test")
+
+        def withdraw(self, offer_ref: str) -> None:
+            pass
+
+    transport = await _transport(net, None)
+    try:
+        await transport.start(Declining(), None, "127.0.0.1:1")  # type: ignore[arg-type]
+        assert transport.health() is None
+        stream, _ = transport.bidder._streams[1]
+        await stream.close()
+        await _until(lambda: transport.health() is not None)
+        assert "stopped following 1 of its 6" in (transport.health() or "")
+    finally:
+        await transport.close()
