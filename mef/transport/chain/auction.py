@@ -188,7 +188,10 @@ class ConsumerAuction:
         self.auctions[need.federation_id] = auction
         # A reorged bid is delivered as a removal and forgotten (the
         # contract, not these logs, picks the winner, so a Closing that is
-        # reorged away only ends our reading of the logs early).
+        # reorged away only ends our reading of the logs early). No durable
+        # cursor: nothing resumes an auction after a restart (the
+        # settlement ends it from the chain), and a name per service would
+        # leave one cursor row per auction in the journal.
         events = self.contract.events(
             ["BidPlaced", "ServiceClosing"],
             service_id=auction.service_id,

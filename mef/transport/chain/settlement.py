@@ -5,7 +5,8 @@ Our services are found again from the chain itself: every ServiceAnnounced
 event filtered by our address (its requirements name the federation id), so
 nothing but the chain needs to survive a restart. With a database, what was
 found is kept (component "chain_transport": the services per contract and
-the block scanned up to), so a restart scans only the blocks after it; the
+the block scanned up to; also the maybe-sent announcements of
+:mod:`.maybe_sent`), so a restart scans only the blocks after it; the
 chain stays the source of truth (a service reorged away reads as NONE and is
 skipped; a chain shorter than the cursor is rescanned from its start). ``terminate`` ends a
 service in every state (Open, Closing, Awarded: cancel; Deployed and not
