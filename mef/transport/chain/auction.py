@@ -31,7 +31,6 @@ from opentelemetry.trace import Span, Tracer
 from mecfed import tracing
 from mecfed.chain.client import Event, Receipt
 from mecfed.chain.federation import FederationContract, ServiceState, Windows
-from mecfed.chain.receipts import NotMined
 from mecfed.chain.sealing import sign_message, verify_signer
 from mecfed.errors import (
     DeadlineExceeded,
@@ -169,20 +168,17 @@ class ConsumerAuction:
             requirements = codec.encode_requirements(
                 need, self.system_id, tracing.inject_traceparent()
             )
-            try:
+            purpose = f"announce {need.federation_id}"
+            watched = self.maybe_sent.watching if self.maybe_sent else _unwatched
+            with watched(purpose, need.federation_id):  # maybe sent: we do not give up
                 announced = await self.contract.announce(
                     need.requirements.max_price,
                     need.requirements.offers_to_wait_for,
                     windows,
                     requirements,
-                    purpose=f"announce {need.federation_id}",
+                    purpose=purpose,
                     timeout=ANNOUNCE_TIMEOUT_S,
                 )
-            except NotMined as exc:
-                # Maybe sent: the workflow gives up on it, we do not.
-                if self.maybe_sent is not None:
-                    self.maybe_sent.note(exc, need.federation_id)
-                raise
             tx_attributes(span, announced.receipt, service_id=announced.service_id)
         auction = Auction(announced.service_id, announced.bidding_deadline, announced.block_number)
         self.auctions[need.federation_id] = auction
@@ -488,6 +484,10 @@ class ConsumerAuction:
             receipt = await self.contract.acknowledge(service_id)
             tx_attributes(span, receipt)
         await self.payouts.withdraw()
+
+
+def _unwatched(purpose: str, federation_id: str) -> contextlib.nullcontext[None]:
+    return contextlib.nullcontext()
 
 
 def _ref(offer: Offer) -> BidRef:

@@ -11,9 +11,10 @@ forgotten. The watch resumes after a restart (:meth:`MaybeSent.resume`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from mecfed.chain.client import ChainClient, Receipt
 from mecfed.chain.federation import FederationContract
@@ -83,22 +84,47 @@ class MaybeSent:
         )
         return {r["tx_hash"]: r["federation_id"] for r in rows}
 
+    @contextlib.contextmanager
+    def watching(self, purpose: str, federation_id: str) -> Iterator[None]:
+        """Around sending a transaction of ``purpose`` (journalled under it):
+        its receipt wait giving up (NotMined) or cancelled (the workflow's
+        own timer) leaves it watched."""
+        try:
+            yield
+        except NotMined as exc:
+            self.note(exc, federation_id)
+            raise
+        except asyncio.CancelledError:
+            self.note_purpose(purpose, federation_id)
+            raise
+
     def note(self, exc: NotMined, federation_id: str) -> None:
         """Keeps ``exc``'s transaction and watches it (the workflow gave up)."""
+        self.note_tx(exc.tx_hash, federation_id)
+
+    def note_purpose(self, purpose: str, federation_id: str) -> None:
+        """The receipt wait was cancelled (the workflow's own timer): keeps
+        and watches the journalled transactions of ``purpose`` still
+        pending (none if it was not sent yet)."""
+        for entry in self._contract.client.pending_transactions():
+            if entry.purpose == purpose:
+                self.note_tx(entry.tx_hash, federation_id)
+
+    def note_tx(self, tx_hash: str, federation_id: str) -> None:
         if self._db is None:
-            self._memory[exc.tx_hash] = federation_id
+            self._memory[tx_hash] = federation_id
         else:
             self._db.execute(
                 "INSERT OR IGNORE INTO chain_maybe_sent"
                 " (contract, tx_hash, federation_id, noted_at) VALUES (?, ?, ?, ?)",
-                (self._contract.address, exc.tx_hash, federation_id, time.time()),
+                (self._contract.address, tx_hash, federation_id, time.time()),
             )
         log.warning(
             "%s: announcement %s not mined in time; watching it (cancelled if mined)",
             federation_id,
-            exc.tx_hash,
+            tx_hash,
         )
-        self._spawn(exc.tx_hash, federation_id)
+        self._spawn(tx_hash, federation_id)
 
     def resume(self) -> None:
         """After a restart: watches every announcement kept before it."""

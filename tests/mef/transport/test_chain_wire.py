@@ -173,6 +173,29 @@ async def test_maybe_sent_announcement_mined_while_running_is_cancelled(
         await transport.close()
 
 
+async def test_announcement_whose_wait_the_workflow_cancelled_is_watched(net: Net) -> None:
+    """The workflow's own timer cancels solicit_offers while the
+    announcement's receipt is awaited: mined later, it is cancelled."""
+    transport = await _transport(net, None)
+    try:
+        await net.rpc("evm_setAutomine", False)
+        solicit = asyncio.create_task(_solicit(transport, _need("c-1")))
+        await _until(lambda: bool(transport.client.pending_transactions()))
+        solicit.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await solicit
+        assert list(transport.maybe_sent.pending().values()) == ["c-1"]
+        await net.rpc("evm_setAutomine", True)
+        await net.rpc("evm_mine")
+        await _until(lambda: bool(transport.maybe_sent.cancelled))
+        (service_id,) = transport.maybe_sent.cancelled
+        assert await net.admin.state(service_id) is ServiceState.CANCELLED
+        assert await net.escrowed() == 0
+    finally:
+        await net.rpc("evm_setAutomine", True)
+        await transport.close()
+
+
 async def test_stale_announcement_in_a_nonce_gap_is_replaced_and_never_escrows(
     net: Net, monkeypatch: pytest.MonkeyPatch
 ) -> None:
