@@ -122,7 +122,7 @@ class FederationContract:
     # -- transactions ---------------------------------------------------------
 
     async def register(self, name: str, pubkey: bytes) -> Receipt:
-        return await self._transact("register", name, bytes(pubkey))
+        return await self._transact("register", name, bytes(pubkey), purpose=f"register {name}")
 
     async def ensure_member(self, name: str) -> None:
         """Registers this client's account under ``name`` unless a member."""
@@ -135,7 +135,9 @@ class FederationContract:
                 raise
 
     async def allow(self, address: str) -> Receipt:
-        return await self._transact("allow", to_checksum_address(address))
+        return await self._transact(
+            "allow", to_checksum_address(address), purpose=f"allow {address}"
+        )
 
     async def announce(
         self,
@@ -143,8 +145,16 @@ class FederationContract:
         k: int,
         windows: Windows,
         requirements: bytes,
+        *,
+        purpose: str | None = None,
+        timeout: float | None = None,
+        valid_until: float | None = None,
     ) -> Announced:
-        """Announces a service, escrowing ``max_price``."""
+        """Announces a service, escrowing ``max_price``. ``purpose`` names it
+        in the journal (e.g. "announce <federation id>"); a receipt wait past
+        ``timeout`` raises :class:`~mecfed.chain.receipts.NotMined` (maybe
+        sent: see :meth:`announced`); not mined by ``valid_until`` (default:
+        the client's ``valid_for["announce"]``), it is replaced by a no-op."""
         receipt = await self._transact(
             "announce",
             max_price,
@@ -155,7 +165,21 @@ class FederationContract:
             windows.challenge,
             bytes(requirements),
             value=max_price,
+            purpose=purpose or "announce",
+            timeout=timeout,
+            valid_until=valid_until,
         )
+        return self.announced(receipt)
+
+    async def wait_announced(self, tx_hash: str, timeout: float | None = None) -> Announced:
+        """The announcement of a maybe-sent ``announce`` (after NotMined),
+        once mined; FailedPrecondition if it was replaced (never executes),
+        NotMined if still pending after ``timeout``."""
+        receipt = await self.client.wait_receipt(tx_hash, timeout, self.abi)
+        return self.announced(receipt)
+
+    @staticmethod
+    def announced(receipt: Receipt) -> Announced:
         event = receipt.event("ServiceAnnounced")
         return Announced(
             service_id="0x" + bytes(event.args["id"]).hex(),
@@ -174,7 +198,12 @@ class FederationContract:
             held = (await self.bid_of(service_id, self.client.address)).bonded
             bond = 0 if held else (await self.service(service_id)).bond
         return await self._transact(
-            "bid", _service_id_bytes(service_id), price, bytes(sealed_endpoint), value=bond
+            "bid",
+            _service_id_bytes(service_id),
+            price,
+            bytes(sealed_endpoint),
+            value=bond,
+            purpose=f"bid {service_id}",
         )
 
     async def bid_of(self, service_id: str, provider: str) -> BidInfo:
@@ -185,43 +214,65 @@ class FederationContract:
 
     async def acknowledge(self, service_id: str) -> Receipt:
         """The consumer's traffic check passed: releases the price."""
-        return await self._transact("acknowledge", _service_id_bytes(service_id))
+        return await self._transact(
+            "acknowledge", _service_id_bytes(service_id), purpose=f"acknowledge {service_id}"
+        )
 
     async def settle(self, service_id: str) -> Receipt:
         """Books the payment after an unchallenged challenge window (anyone)."""
-        return await self._transact("settle", _service_id_bytes(service_id))
+        return await self._transact(
+            "settle", _service_id_bytes(service_id), purpose=f"settle {service_id}"
+        )
 
     async def reclaim_bond(self, service_id: str) -> Receipt:
-        return await self._transact("reclaimBond", _service_id_bytes(service_id))
+        return await self._transact(
+            "reclaimBond", _service_id_bytes(service_id), purpose=f"reclaim bond {service_id}"
+        )
 
     async def award(self, service_id: str) -> Receipt:
-        return await self._transact("award", _service_id_bytes(service_id))
+        return await self._transact(
+            "award", _service_id_bytes(service_id), purpose=f"award {service_id}"
+        )
 
     async def send_consumer_endpoint(self, service_id: str, sealed: bytes) -> Receipt:
         return await self._transact(
-            "sendConsumerEndpoint", _service_id_bytes(service_id), bytes(sealed)
+            "sendConsumerEndpoint",
+            _service_id_bytes(service_id),
+            bytes(sealed),
+            purpose=f"order {service_id}",
         )
 
     async def confirm_deployment(self, service_id: str, sealed: bytes) -> Receipt:
         return await self._transact(
-            "confirmDeployment", _service_id_bytes(service_id), bytes(sealed)
+            "confirmDeployment",
+            _service_id_bytes(service_id),
+            bytes(sealed),
+            purpose=f"confirm {service_id}",
         )
 
     async def cancel(self, service_id: str) -> Receipt:
-        return await self._transact("cancel", _service_id_bytes(service_id))
+        return await self._transact(
+            "cancel", _service_id_bytes(service_id), purpose=f"cancel {service_id}"
+        )
 
     async def reopen(self, service_id: str, bidding_window: int) -> Receipt:
-        return await self._transact("reopen", _service_id_bytes(service_id), bidding_window)
+        return await self._transact(
+            "reopen", _service_id_bytes(service_id), bidding_window, purpose=f"reopen {service_id}"
+        )
 
     async def decline(self, service_id: str) -> Receipt:
         """The winner gives up: a new round without it (ServiceReopened)."""
-        return await self._transact("decline", _service_id_bytes(service_id))
+        return await self._transact(
+            "decline", _service_id_bytes(service_id), purpose=f"decline {service_id}"
+        )
 
     async def terminate(self, service_id: str) -> Receipt:
-        return await self._transact("terminate", _service_id_bytes(service_id))
+        return await self._transact(
+            "terminate", _service_id_bytes(service_id), purpose=f"terminate {service_id}"
+        )
 
     async def withdraw(self) -> Receipt:
-        return await self._transact("withdraw")
+        return await self._transact("withdraw", purpose="withdraw credits")
 
     # -- events ---------------------------------------------------------------
 
@@ -233,12 +284,26 @@ class FederationContract:
         consumer: str | None = None,
         provider: str | None = None,
         from_block: int | None = None,
+        confirmations: int | None = None,
+        name: str | None = None,
+        removals: bool | None = None,
     ) -> LogStream:
         """A live stream of the events ``names``, filtered on the node by the
         given indexed arguments (None: any), from ``from_block`` (None: the
-        next block), replayed after reconnects."""
+        next block), replayed after reconnects. ``confirmations``, ``name``
+        (a durable cursor) and ``removals`` (reorged logs delivered with
+        ``Event.removed``): as :meth:`ChainClient.logs` (None: the client's
+        defaults)."""
         topics = self.topics(names, service_id=service_id, consumer=consumer, provider=provider)
-        return self.client.logs(self.address, topics, from_block, self.abi)
+        return self.client.logs(
+            self.address,
+            topics,
+            from_block,
+            self.abi,
+            confirmations=confirmations,
+            name=name,
+            removals=removals,
+        )
 
     async def past_events(
         self,
@@ -315,9 +380,24 @@ class FederationContract:
         except ContractRevert as exc:
             raise _mapped(exc) from exc
 
-    async def _transact(self, name: str, *args: Any, value: int = 0) -> Receipt:
+    async def _transact(
+        self,
+        name: str,
+        *args: Any,
+        value: int = 0,
+        purpose: str | None = None,
+        timeout: float | None = None,
+        valid_until: float | None = None,
+    ) -> Receipt:
+        """``purpose`` is journalled (and named in health() when wedged)."""
         try:
-            return await self.client.transact(self._function(name, *args), value)
+            return await self.client.transact(
+                self._function(name, *args),
+                value,
+                timeout=timeout,
+                purpose=purpose,
+                valid_until=valid_until,
+            )
         except ContractRevert as exc:
             raise _mapped(exc) from exc
 

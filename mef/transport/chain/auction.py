@@ -47,8 +47,10 @@ from mecfed.model import (
 )
 from mecfed.tracing import set_attributes, step_span
 from mef.transport.chain import codec
-from mef.transport.chain.chaintime import wait_block_after, wait_chain_time
+from mef.transport.chain.chaintime import wait_chain_time
+from mef.transport.chain.maybe_sent import MaybeSent
 from mef.transport.chain.payouts import Payouts
+from mef.transport.chain.reasons import no_bid
 from mef.transport.peer_client import PeerClient, PeerContact
 
 log = logging.getLogger(__name__)
@@ -63,10 +65,12 @@ ORDER_WINDOW_S = 60
 # Block timestamps are whole seconds and a loaded node lags: below this a
 # provider that answers at once can still miss the deadline.
 MIN_BIDDING_WINDOW_S = 4
-# A provider sees the announcement in a block and bids in a later one: a
-# round that closes fewer blocks than this after its announcement could not
-# have had a bid.
-MIN_BIDDING_BLOCKS = 2
+# How long the announcement's receipt is awaited, and (the client's
+# valid_for["announce"]) how long it stays wanted: the workflow's own timer
+# gives solicit_offers offer_timeout + this (ChainTransport's offer_grace),
+# so once it gave up the announcement is replaced by a no-op; one mined in
+# that race is cancelled (mef.transport.chain.maybe_sent).
+ANNOUNCE_TIMEOUT_S = 60.0
 # Direct hand-off failures after which the on-chain path may still succeed:
 # the winner is unreachable, or it is already deploying from the chain.
 RETRY_ON_CHAIN = (Unavailable, DeadlineExceeded, FailedPrecondition)
@@ -127,6 +131,8 @@ class ConsumerAuction:
         self.challenge_window = challenge_window
         self._period = block_period
         self.auctions: dict[str, Auction] = {}  # federation id -> auction
+        # Set by the transport: keeps announcements whose receipt wait gave up.
+        self.maybe_sent: MaybeSent | None = None
 
     # --- chain time ---------------------------------------------------------
 
@@ -162,19 +168,31 @@ class ConsumerAuction:
             requirements = codec.encode_requirements(
                 need, self.system_id, tracing.inject_traceparent()
             )
-            announced = await self.contract.announce(
-                need.requirements.max_price,
-                need.requirements.offers_to_wait_for,
-                windows,
-                requirements,
-            )
+            purpose = f"announce {need.federation_id}"
+            watched = self.maybe_sent.watching if self.maybe_sent else _unwatched
+            with watched(purpose, need.federation_id):  # maybe sent: we do not give up
+                announced = await self.contract.announce(
+                    need.requirements.max_price,
+                    need.requirements.offers_to_wait_for,
+                    windows,
+                    requirements,
+                    purpose=purpose,
+                    timeout=ANNOUNCE_TIMEOUT_S,
+                )
             tx_attributes(span, announced.receipt, service_id=announced.service_id)
         auction = Auction(announced.service_id, announced.bidding_deadline, announced.block_number)
         self.auctions[need.federation_id] = auction
+        # A reorged bid is delivered as a removal and forgotten (the
+        # contract, not these logs, picks the winner, so a Closing that is
+        # reorged away only ends our reading of the logs early). No durable
+        # cursor: nothing resumes an auction after a restart (the
+        # settlement ends it from the chain), and a name per service would
+        # leave one cursor row per auction in the journal.
         events = self.contract.events(
             ["BidPlaced", "ServiceClosing"],
             service_id=auction.service_id,
             from_block=auction.block,
+            removals=True,
         )
         heads = self.contract.client.heads()
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
@@ -224,6 +242,9 @@ class ConsumerAuction:
                         break  # both streams ended: nothing more can come
                     continue
                 event = getter.result()
+                if event is not None and event.removed:
+                    self._removed(auction, event, seen)
+                    continue
                 if event is None or event.name == "ServiceClosing":
                     break
                 provider = str(event.args["provider"])
@@ -237,30 +258,23 @@ class ConsumerAuction:
                     seen.add(provider)
                     yield offer
             if not seen:
-                raise await self._no_bid(need, window, blocks_seen)
+                raise await no_bid(self.contract, need, window, blocks_seen)
         finally:
             for pump in pumps:
                 pump.cancel()
             await events.close()
             await heads.close()
 
-    async def _no_bid(self, need: ServiceNeed, window: int, blocks: int) -> MecfedError:
-        """Why an auction got no bid, as far as the chain can tell."""
-        if blocks < MIN_BIDDING_BLOCKS:
-            return DeadlineExceeded(
-                f"no offer: the bidding window of {window} s ended {blocks} block(s) after the "
-                f"announcement; providers need {MIN_BIDDING_BLOCKS} blocks to bid (raise "
-                "offer_timeout_ms)"
-            )
-        others = await self.contract.total_members() - 1
-        if others <= 0:
-            return DeadlineExceeded("no offer: no other member of the federation could bid")
-        return DeadlineExceeded(
-            f"no offer: none of the {others} other members bid at or below max_price "
-            f"{need.requirements.max_price} within the {window} s bidding window ({blocks} "
-            "blocks): each is at capacity, declined, or prices above max_price (the chain "
-            "does not say which)"
-        )
+    def _removed(self, auction: Auction, event: Event, seen: set[str]) -> None:
+        """A bid reorged away is not counted (unless it is mined again)."""
+        if event.name != "BidPlaced":
+            return
+        provider = str(event.args["provider"])
+        offer = auction.bids.get(provider)
+        if offer is not None and offer.price == int(event.args["price"]):
+            del auction.bids[provider]
+            seen.discard(provider)
+            log.warning("%s: the bid of %s was reorged away", auction.service_id, provider)
 
     async def _offer_from_bid(self, auction: Auction, event: Event) -> Offer:
         provider = str(event.args["provider"])
@@ -406,11 +420,6 @@ class ConsumerAuction:
             with contextlib.suppress(MecfedError):
                 await on_chain
 
-    async def _order_on_chain(self, service_id: str, view: Any, sealed: bytes) -> None:
-        if view.state == ServiceState.CLOSING:
-            await wait_block_after(self.contract.client, view.close_block)
-        await self.contract.send_consumer_endpoint(service_id, sealed)
-
     async def _hand_off(
         self, ref: BidRef, order: DeploymentOrder, timeout: float
     ) -> DeploymentResult:
@@ -475,6 +484,10 @@ class ConsumerAuction:
             receipt = await self.contract.acknowledge(service_id)
             tx_attributes(span, receipt)
         await self.payouts.withdraw()
+
+
+def _unwatched(purpose: str, federation_id: str) -> contextlib.nullcontext[None]:
+    return contextlib.nullcontext()
 
 
 def _ref(offer: Offer) -> BidRef:

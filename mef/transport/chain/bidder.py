@@ -38,6 +38,7 @@ from mef.transport.base import Admission, ProviderHandler
 from mef.transport.chain import codec
 from mef.transport.chain.auction import tx_attributes
 from mef.transport.chain.chaintime import wait_block_after, wait_chain_time
+from mef.transport.chain.maybe_sent import mined
 from mef.transport.chain.payouts import Payouts
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,19 @@ class Bidder:
         self._bids: OrderedDict[str, Bid] = OrderedDict()  # service id -> bid
         self._member = asyncio.Event()
         self._start_block = -1
+        self._streams: list[tuple[Any, asyncio.Task[Any]]] = []  # (stream, its server)
+        self._stream_error = ""  # why the first stream that failed ended
+
+    def health(self) -> str | None:
+        """Why we no longer follow the contract (a stream ended: we would
+        stop bidding, deploying or releasing without a word), None if we do."""
+        ended = [t for _, t in self._streams if t.done() and not t.cancelled()]
+        if not ended:
+            return None
+        return (
+            f"the chain transport stopped following {len(ended)} of its {len(self._streams)} "
+            f"contract event streams: {self._stream_error or 'ended'}"
+        )
 
     # --- what the gate asks ----------------------------------------------------
 
@@ -113,42 +127,51 @@ class Bidder:
         # announcement in the block that admits us must not slip past.
         head = (await self.contract.client.head()).number
         self._start_block = head
+        events = self._events
         streams = [
-            (self.contract.events(["ServiceAnnounced"], from_block=head), None),
+            # A reorged announcement withdraws our bid (its quote's capacity
+            # comes back); the other streams' effects (a deployment started,
+            # released, a payment withdrawn) cannot be undone, so they act on
+            # logs the client's confirmation depth (config.chain
+            # "confirmations") already holds final.
+            (events("announced", ["ServiceAnnounced"], removals=True), None),
             (
-                self.contract.events(["ConsumerEndpoint"], provider=self.address, from_block=head),
+                events("orders", ["ConsumerEndpoint"], provider=self.address),
                 self._on_consumer_endpoint,
             ),
+            (events("closed", ["ServiceClosing", "ServiceAwarded"]), self._on_closed),
+            (events("reopened", ["ServiceReopened"]), self._on_reopened),
+            (events("ended", ["ServiceTerminated", "ServiceCancelled"]), self._on_ended),
             (
-                self.contract.events(["ServiceClosing", "ServiceAwarded"], from_block=head),
-                self._on_closed,
-            ),
-            (self.contract.events(["ServiceReopened"], from_block=head), self._on_reopened),
-            (
-                self.contract.events(["ServiceTerminated", "ServiceCancelled"], from_block=head),
-                self._on_ended,
-            ),
-            (
-                self.contract.events(
-                    ["ServiceAcknowledged"], provider=self.address, from_block=head
-                ),
+                events("acknowledged", ["ServiceAcknowledged"], provider=self.address),
                 self._on_acknowledged,
             ),
         ]
         for stream, handler in streams:
             if handler is None:
-                self.tasks.spawn(self._serve_announcements(stream), "announcements")
+                task = self.tasks.spawn(self._serve_announcements(stream), "announcements")
             else:
-                self.tasks.spawn(self._serve(stream, handler), f"{handler.__name__} events")
+                task = self.tasks.spawn(self._serve(stream, handler), f"{handler.__name__} events")
+            self._streams.append((stream, task))
         for stream, _ in streams:
             await stream.wait_live(timeout=30)
         await self.contract.ensure_member(self.system_id)
         self._member.set()
 
+    def _events(self, what: str, names: list[str], **filters: Any) -> Any:
+        """A stream from the current block, or (its durable cursor, given
+        the process's database) from after the last event taken before a
+        restart: what was announced or ended while we were down is seen."""
+        name = f"bidder-{what}-{self.contract.address[:10]}"
+        return self.contract.events(names, from_block=self._start_block, name=name, **filters)
+
     async def _serve(self, stream: Any, handler: Any) -> None:
         try:
             async for event in stream:
                 self.tasks.spawn(handler(event), f"{event.name} {_service_id(event)}")
+        except Exception as exc:
+            self._stream_error = self._stream_error or f"{handler.__name__}: {exc}"
+            raise
         finally:
             await stream.close()
 
@@ -174,18 +197,31 @@ class Bidder:
                 await asyncio.wait({first, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if not first.done():
                     first.cancel()
+                    if (exc := reader.exception()) is not None:
+                        self._stream_error = self._stream_error or f"announcements: {exc}"
                     reader.result()  # the stream failed: re-raise; or it ended
                     return
                 await asyncio.sleep(ANNOUNCEMENT_BURST_S)
                 burst = [first.result()]
                 while not events.empty():
                     burst.append(events.get_nowait())
-                for event in sorted(burst, key=self._bid_order):
+                for event in [e for e in burst if e.removed]:
+                    self._unannounced(event)
+                for event in sorted((e for e in burst if not e.removed), key=self._bid_order):
                     self.tasks.spawn(self._on_announced(event), f"bid {_service_id(event)}")
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             await stream.close()
+
+    def _unannounced(self, event: Event) -> None:
+        """The announcement was reorged away: no service to bid on, so the
+        quote behind our bid is withdrawn (a bid of ours mined on it went
+        with it). Announced again, it is bid on again."""
+        bid = self._bids.pop(_service_id(event), None)
+        if bid is not None:
+            log.warning("%s: the announcement was reorged away; bid withdrawn", bid.service_id)
+            self._lose(bid)
 
     async def _stale(self, service_id: str) -> bool:
         """An announcement replayed from before this start: bid only if the
@@ -256,9 +292,15 @@ class Bidder:
                 sealed = codec.seal_contact(
                     consumer.pubkey, codec.MffContact(self.mff_endpoint, self.system_id)
                 )
-                receipt = await self.contract.bid(
-                    bid.service_id, offer.price, sealed, bond=bid.bond
+                # Maybe sent: the bid may still be mined and bind us, so the
+                # quote is held until it is (or is replaced).
+                receipt = await mined(
+                    self.contract.client,
+                    self.contract.bid(bid.service_id, offer.price, sealed, bond=bid.bond),
                 )
+                if receipt is None:
+                    self._lose(bid)
+                    return
                 bid.bond = 0  # held from now on
             except BaseException as exc:
                 # No bid on chain, so no award will ever release the capacity
@@ -298,6 +340,22 @@ class Bidder:
             return
         self._lose(bid)
         await self.reclaim(service_id)
+
+    async def release(self, consumer: str, federation_id: str) -> None:
+        """Ends our deployment for (consumer, federation), if any, through
+        the deployments registry (its durable record ends with it), and
+        whatever the provider holds for it."""
+        try:
+            if self._deployments is not None:
+                await self._deployments.remove_federation(consumer, federation_id)
+            elif self._provider is not None:
+                await self._provider.release(federation_id, consumer)
+        except NotFound as exc:  # not ours (another consumer's federation of that id)
+            log.debug("%s/%s: %s", consumer, federation_id, exc)
+
+    @property
+    def deployments(self) -> Deployments | None:
+        return self._deployments
 
     async def reclaim(self, service_id: str) -> None:
         """Takes our bond back (if held and free) and withdraws."""
@@ -370,7 +428,12 @@ class Bidder:
         sealed = codec.seal_confirmation(consumer.pubkey, endpoint)
         await self._after_closing_block(service_id)
         with step_span(self.tracer, "confirmation", service_id=service_id) as span:
-            receipt = await self.contract.confirm_deployment(service_id, sealed)
+            # Maybe sent: settle_later must follow the confirmation once mined.
+            receipt = await mined(
+                self.contract.client, self.contract.confirm_deployment(service_id, sealed)
+            )
+            if receipt is None:
+                raise FailedPrecondition(f"the confirmation of {service_id} was replaced")
             tx_attributes(span, receipt)
         # Paid when the consumer acknowledges; else once the challenge window passed.
         self.tasks.spawn(self.settle_later(service_id), f"settle {service_id}")
@@ -405,8 +468,9 @@ class Bidder:
             bid.offer_ref = ""
         await self._after_closing_block(service_id)
         with step_span(self.tracer, "decline", service_id=service_id) as span:
-            receipt = await self.contract.decline(service_id)
-            tx_attributes(span, receipt)
+            receipt = await mined(self.contract.client, self.contract.decline(service_id))
+            if receipt is not None:
+                tx_attributes(span, receipt)
         await self.reclaim(service_id)  # kept unless the consumer had ordered on-chain
 
     async def _on_ended(self, event: Event) -> None:
@@ -417,13 +481,7 @@ class Bidder:
         if bid is None:
             return
         self._lose(bid)
-        if self._deployments is not None:
-            await self._deployments.remove_federation(bid.consumer, bid.federation_id)
-        if self._provider is not None:
-            try:
-                await self._provider.release(bid.federation_id, bid.consumer)
-            except NotFound as exc:  # not ours (another consumer's federation of that id)
-                log.debug("%s: %s", service_id, exc)
+        await self.release(bid.consumer, bid.federation_id)
         await self.reclaim(service_id)
         await self.payouts.withdraw()
 

@@ -8,9 +8,13 @@ ended by the consumer (cancelled, terminated: also its complaint) → our
 deployment for it is released; deployed and acknowledged (or its challenge
 window passed) → the payment is booked; deployed and still in its challenge
 window → remembered, so the consumer's terminate releases it and the
-window's end books it; awarded to us → declined (the binding quote that
-backed the bid did not survive the restart; a new round finds another
-winner) and whatever we had deployed released; lost → the bond reclaimed.
+window's end books it; awarded to us → confirmed if our durable
+deployment record for it is READY (the deployment survived the restart and
+the provider's reconcile, which must run before this), else declined (the
+binding quote that backed the bid did not survive the restart; a new round
+finds another winner) and whatever we had deployed released; lost → the
+bond reclaimed. Releases go through the deployments registry, so its
+durable records end with them.
 Auctions still open are never bid on again: our live bid stands, and is
 declined if it wins.
 """
@@ -21,8 +25,8 @@ import logging
 
 from mecfed.chain.federation import ServiceState
 from mecfed.chain.revert import ContractRevert
-from mecfed.errors import InvalidArgument, MecfedError, NotFound
-from mecfed.model import Requirements, ServiceNeed
+from mecfed.errors import InvalidArgument, MecfedError
+from mecfed.model import InstanceState, Requirements, ServiceNeed
 from mef.transport.chain import codec
 from mef.transport.chain.bidder import Bid, Bidder
 from mef.transport.chain.chaintime import wait_block_after, wait_chain_time
@@ -69,6 +73,8 @@ class ProviderRecovery:
             await self._release(service_id, view.consumer)
             await self._bidder.reclaim(service_id)
         elif state == ServiceState.AWARDED:
+            if await self._confirm_running(service_id, view.consumer):
+                return
             await self._bidder.decline(service_id)
             await self._release(service_id, view.consumer)
         elif state == ServiceState.DEPLOYED:
@@ -95,17 +101,33 @@ class ProviderRecovery:
             log.warning("%s: unreadable announcement: %s", service_id, exc)
             return None
 
+    async def _confirm_running(self, service_id: str, consumer: str) -> bool:
+        """Confirms an award whose deployment is READY in our durable
+        records (deployed before the restart, kept by the provider's
+        reconcile); False if there is none to confirm."""
+        deployments = self._bidder.deployments
+        announcement = await self._announcement(service_id)
+        if deployments is None or announcement is None:
+            return False
+        deployment = deployments.find(consumer, announcement.federation_id)
+        if (
+            deployment is None
+            or deployment.state != InstanceState.READY
+            or deployment.endpoint is None
+        ):
+            return False
+        await self._remember(service_id, offer_ref=deployment.offer_ref)
+        log.info("%s: deployed before the restart; confirming", service_id)
+        await self._bidder.confirm(service_id, deployment.endpoint)
+        return True
+
     async def _release(self, service_id: str, consumer: str) -> None:
         announcement = await self._announcement(service_id)
-        provider = self._bidder.provider
-        if announcement is None or provider is None:
+        if announcement is None:
             return
-        try:
-            await provider.release(announcement.federation_id, consumer)
-        except NotFound as exc:
-            log.debug("%s: %s", service_id, exc)
+        await self._bidder.release(consumer, announcement.federation_id)
 
-    async def _remember(self, service_id: str) -> None:
+    async def _remember(self, service_id: str, offer_ref: str = "") -> None:
         announcement = await self._announcement(service_id)
         if announcement is None:
             return
@@ -116,7 +138,7 @@ class ProviderRecovery:
             announcement.app,
             Requirements(view.max_price),
         )
-        self._bidder.remember(Bid(service_id, need, "", announcement.traceparent))
+        self._bidder.remember(Bid(service_id, need, offer_ref, announcement.traceparent))
 
 
 __all__ = ["ProviderRecovery"]

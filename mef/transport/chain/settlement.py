@@ -5,7 +5,8 @@ Our services are found again from the chain itself: every ServiceAnnounced
 event filtered by our address (its requirements name the federation id), so
 nothing but the chain needs to survive a restart. With a database, what was
 found is kept (component "chain_transport": the services per contract and
-the block scanned up to), so a restart scans only the blocks after it; the
+the block scanned up to; also the maybe-sent announcements of
+:mod:`.maybe_sent`), so a restart scans only the blocks after it; the
 chain stays the source of truth (a service reorged away reads as NONE and is
 skipped; a chain shorter than the cursor is rescanned from its start). ``terminate`` ends a
 service in every state (Open, Closing, Awarded: cancel; Deployed and not
@@ -38,13 +39,22 @@ ATTEMPTS = 4
 
 
 COMPONENT = "chain_transport"
+# The scan cursor is not called chain_cursor: that is the chain client's
+# table of stream cursors (component chain_journal) in the same database.
 MIGRATIONS = [
     """
     CREATE TABLE chain_services (
         contract TEXT NOT NULL, service_id TEXT NOT NULL, federation_id TEXT NOT NULL,
         PRIMARY KEY (contract, service_id));
-    CREATE TABLE chain_cursor (contract TEXT PRIMARY KEY, block INTEGER NOT NULL);
+    CREATE TABLE chain_scan (contract TEXT PRIMARY KEY, block INTEGER NOT NULL);
+    """,
+    # Announcements whose receipt wait gave up (NotMined): maybe sent, so
+    # maybe escrowing; watched until mined (then cancelled) or replaced.
     """
+    CREATE TABLE chain_maybe_sent (
+        contract TEXT NOT NULL, tx_hash TEXT NOT NULL, federation_id TEXT NOT NULL,
+        noted_at REAL NOT NULL, PRIMARY KEY (contract, tx_hash));
+    """,
 ]
 
 
@@ -58,7 +68,7 @@ class ConsumerSettlement:
         if db is not None:
             db.migrate(COMPONENT, MIGRATIONS)
             key = (self._contract.address,)
-            row = db.query_one("SELECT block FROM chain_cursor WHERE contract = ?", key)
+            row = db.query_one("SELECT block FROM chain_scan WHERE contract = ?", key)
             self._scanned_to = int(row["block"]) if row else -1
             for r in db.query(
                 "SELECT service_id, federation_id FROM chain_services WHERE contract = ?"
@@ -79,7 +89,7 @@ class ConsumerSettlement:
                     (address, service_id, federation_id),
                 )
             tx.execute(
-                "INSERT INTO chain_cursor (contract, block) VALUES (?, ?)"
+                "INSERT INTO chain_scan (contract, block) VALUES (?, ?)"
                 " ON CONFLICT(contract) DO UPDATE SET block = excluded.block",
                 (address, head),
             )

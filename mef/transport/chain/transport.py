@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from opentelemetry.sdk.trace import TracerProvider
 
 from mecfed import tracing
 from mecfed.chain.client import ChainClient
-from mecfed.chain.federation import FederationContract, status_for
+from mecfed.chain.federation import FederationContract, ServiceState, status_for
 from mecfed.chain.keystore import load_key
 from mecfed.config import SystemConfig
 from mecfed.errors import FailedPrecondition
@@ -27,9 +28,15 @@ from mecfed.storage import Database
 from mef.deployments import Deployments
 from mef.tasks import TaskSet
 from mef.transport.base import Capabilities, Fallback, ProviderHandler
-from mef.transport.chain.auction import CHALLENGE_WINDOW_S, CONFIRM_WINDOW_S, ConsumerAuction
+from mef.transport.chain.auction import (
+    ANNOUNCE_TIMEOUT_S,
+    CHALLENGE_WINDOW_S,
+    CONFIRM_WINDOW_S,
+    ConsumerAuction,
+)
 from mef.transport.chain.bidder import Bidder
 from mef.transport.chain.gate import ChainGate
+from mef.transport.chain.maybe_sent import MaybeSent
 from mef.transport.chain.payouts import Payouts
 from mef.transport.chain.recovery import ProviderRecovery
 from mef.transport.chain.settlement import ConsumerSettlement
@@ -79,24 +86,42 @@ class ChainTransport:
         # The chain is the source of truth; the database (if any) only
         # remembers how far the chain was scanned for our services.
         self.settlement = ConsumerSettlement(self.auction, database)
+        # Announcements whose receipt wait gave up: watched (durably) and
+        # cancelled if mined after all.
+        self.maybe_sent = MaybeSent(self.contract, database, self._tasks, self._end_zombie)
+        self.auction.maybe_sent = self.maybe_sent
         self.bidder = Bidder(system_id, self.contract, account, payouts, self._tasks, tracer)
         self.gate = ChainGate(self.bidder, self.contract, account, self._tasks)
         self.recovery = ProviderRecovery(self.bidder)
+        self._recovering = False
+
+    async def _end_zombie(self, service_id: str) -> None:
+        await self.settlement.end(service_id)
+        await self.auction.payouts.withdraw()
 
     async def start(
         self, provider: ProviderHandler, deployments: Deployments, mff_endpoint: str
     ) -> None:
         await self.bidder.start(provider, deployments, mff_endpoint)
-        # What we won before a restart: release what the consumer ended,
-        # book what is ours, reclaim bonds (in the background: chain scans).
-        self._tasks.spawn(self.recovery.run(), "provider recovery")
 
     async def reconcile(self, live_federation_ids: set[str]) -> None:
         """Called by the MEF at start with the federations it still holds as
         consumer: every service of ours (found on the chain) that belongs to
         none of them is ended (escrow recovered, an unacknowledged deployment
-        complained about) and our credits are withdrawn."""
+        complained about) and our credits are withdrawn. Announcements a
+        previous run gave up on while maybe sent are watched again (in the
+        background: they may still be pending) and cancelled if mined, also
+        for a federation that is live (a later attempt of it won)."""
+        self.maybe_sent.resume()
         await self.settlement.reconcile(live_federation_ids)
+        # What we won as provider before a restart: release what the
+        # consumer ended, confirm what is still deployed, book what is
+        # ours, reclaim bonds (in the background: chain scans). Here, not in
+        # start(): it reads the deployments' durable records, which the
+        # provider's reconcile with the MEO (before this call) settled.
+        if not self._recovering:
+            self._recovering = True
+            self._tasks.spawn(self.recovery.run(), "provider recovery")
 
     async def close(self) -> None:
         """Bounded: a stream stuck reconnecting must not hold up shutdown."""
@@ -124,19 +149,51 @@ class ChainTransport:
         if known is not None:
             service_id, from_block = known.service_id, known.block
         else:  # after a restart: the latest announcement for this federation
-            ids = await self.settlement.services_of(federation.federation_id)
-            if not ids:
-                raise FailedPrecondition(f"{federation.federation_id} was never announced")
-            service_id, from_block = ids[-1], 0
+            service_id, from_block = await self._service_after_restart(federation), 0
         await self.auction.acknowledge(service_id, from_block)
 
+    async def _service_after_restart(self, federation: Federation) -> str:
+        """The federation's latest service that was not cancelled: a zombie
+        announcement (mined after its attempt gave up, then cancelled) may
+        be newer than the one that was deployed."""
+        ids = await self.settlement.services_of(federation.federation_id)
+        if not ids:
+            raise FailedPrecondition(f"{federation.federation_id} was never announced")
+        for service_id in reversed(ids):
+            state = await self.contract.state(service_id)
+            if state not in (ServiceState.CANCELLED, ServiceState.NONE):
+                return service_id
+        return ids[-1]
+
     def health(self) -> str | None:
-        return None
+        """The chain client's reason (the chain reset or replaced, the node
+        unreachable, our account wedged), else the transport's (a provider
+        stream that ended: we would silently stop bidding), None when ready."""
+        return self.client.health() or self.bidder.health()
 
     async def terminate(self, federation: Federation) -> None:
         """Idempotent, in every state, also after a restart (the services of
         the federation are found on the chain)."""
         await self.settlement.terminate(federation)
+
+
+def client_options(chain: dict[str, Any], database: Database | None) -> dict[str, Any]:
+    """The chain client's hardening for the chain backend, from
+    ``config.chain``: keyword arguments of :meth:`ChainClient.connect`."""
+    return dict(
+        status_for=status_for,
+        db=database,
+        # The Federation contract's code as first seen (recorded in the
+        # journal): a different contract at that address later, or none (a
+        # reset chain), is refused. Not the artifact's runtime code: the
+        # contract has immutables (admin, policy), so its deployed code
+        # differs from the artifact's deployedBytecode.
+        expect_code={chain["contract"]: None},
+        confirmations=int(chain.get("confirmations", 0)),
+        # Not mined by then, an announcement is replaced by a no-op: the
+        # workflow has given up on it (see ANNOUNCE_TIMEOUT_S).
+        valid_for={"announce": ANNOUNCE_TIMEOUT_S},
+    )
 
 
 async def connect_chain_transport(
@@ -154,7 +211,7 @@ async def connect_chain_transport(
     # web3 logs every connect and subscribe at INFO.
     logging.getLogger("web3").setLevel(logging.WARNING)
     account = load_key(chain["keystore"], chain["password_file"])
-    client = await ChainClient.connect(chain["ws_url"], account, status_for=status_for)
+    client = await ChainClient.connect(chain["ws_url"], account, **client_options(chain, database))
     period = chain.get("block_period")
     return ChainTransport(
         config.system_id,
@@ -168,4 +225,4 @@ async def connect_chain_transport(
     )
 
 
-__all__ = ["ChainTransport", "connect_chain_transport"]
+__all__ = ["ChainTransport", "client_options", "connect_chain_transport"]

@@ -36,12 +36,16 @@ from mecfed.model import (
     AppSpec,
     Federation,
     Installation,
+    InstanceState,
+    Offer,
     OverlayEndpoint,
     Requirements,
     ServiceNeed,
     TunnelCandidate,
 )
-from mecfed.storage import Database
+from mecfed.storage import MEMORY, Database
+from mef.deployments import Deployments
+from mef.provider_store import DeploymentRow, ProviderStore
 from mef.tasks import TaskSet
 from mef.transport.chain import codec
 from mef.transport.chain.auction import ConsumerAuction
@@ -322,7 +326,7 @@ async def test_the_scan_cursor_survives_a_restart_in_the_database(net: Net, tmp_
     db.close()
     db = Database(path)  # a restart
     try:
-        row = db.query_one("SELECT block FROM chain_cursor")
+        row = db.query_one("SELECT block FROM chain_scan")
         assert row is not None and row["block"] >= 1
         again = ConsumerSettlement(_consumer(net), db)
         assert again._scanned_to == row["block"], "scans only the blocks after the cursor"
@@ -359,5 +363,78 @@ async def test_a_restarted_provider_does_not_bid_on_stale_auctions(net: Net) -> 
         assert quoted == ["s-new"], "priced the new announcement only"
         assert bidder.bid_on(stale) is None and bidder.bid_on(fresh) is None
         assert await consumer.state(stale) is ServiceState.OPEN
+    finally:
+        await tasks.close()
+
+
+async def test_provider_restart_confirms_an_award_it_had_deployed(net: Net) -> None:
+    """Won before the restart, the order on-chain, not confirmed yet: with a
+    READY durable deployment record (kept by the provider's reconcile) the
+    award is confirmed, not declined; without one it is declined and
+    released through the deployments registry."""
+    consumer = net.feds[0]
+    running = await _won(net, "p-ready", confirm=False)
+    gone = await _won(net, "p-gone", confirm=False)
+    me = consumer.client.address
+    db = Database(MEMORY)
+    endpoint = OverlayEndpoint("192.0.2.1", "10.9.0.0/24", ("10.9.0.2",), 1001, 4789)
+    ProviderStore(db).save_deployment(
+        DeploymentRow(
+            "app-1", "p-ready", me, f"chain:{me}", "q1", InstanceState.READY, endpoint, None, b""
+        )
+    )
+    tasks = TaskSet("test", 1.0)
+    recording = RecordingProvider()
+    try:
+        bidder = _bidder(net, tasks, recording)
+        bidder._deployments = Deployments(recording, None, db=db)  # type: ignore[arg-type]
+        await ProviderRecovery(bidder).run()
+        assert await consumer.state(running) is ServiceState.DEPLOYED, "confirmed"
+        (confirmed,) = await consumer.past_events(
+            ["DeploymentConfirmed"], service_id=running, from_block=0
+        )
+        assert (
+            codec.open_confirmation(net.accounts[0], bytes(confirmed.args["sealedEndpoint"]))
+            == endpoint
+        )
+        assert (await consumer.service(gone)).round == 1, "declined: a new round"
+        assert recording.released == [("p-gone", me)], "only the one not deployed"
+        ready = bidder._deployments.find(me, "p-ready")
+        assert ready is not None and ready.state is InstanceState.READY
+    finally:
+        await tasks.close()
+        db.close()
+
+
+async def test_a_reorged_announcement_withdraws_the_bid(net: Net) -> None:
+    """The provider bid on an announcement whose block is then rolled back:
+    the quote behind the bid is withdrawn and the bid forgotten."""
+    tasks = TaskSet("test", 1.0)
+    withdrawn: list[str] = []
+
+    class Quoting(RecordingProvider):
+        async def quote(self, need: ServiceNeed, *, binding: bool = False) -> Any:
+            return Offer("mec-1", 40, "q-reorg", valid_until=0)
+
+        def withdraw(self, offer_ref: str) -> None:
+            withdrawn.append(offer_ref)
+
+    try:
+        bidder = _bidder(net, tasks)
+        await bidder.start(Quoting(), None, "127.0.0.1:1")  # type: ignore[arg-type]
+        sid = await _announce(net, "r-ann")
+        provider = net.feds[1]
+        for _ in range(100):
+            if (await provider.bid_of(sid, provider.client.address)).price:
+                break
+            await asyncio.sleep(0.1)
+        assert bidder.bid_on(sid) is not None
+        await net.feds[0].client.w3.provider.make_request("anvil_rollback", [2])  # type: ignore[attr-defined]
+        await net.mine()  # a new block at the announcement's height
+        for _ in range(100):
+            if withdrawn:
+                break
+            await asyncio.sleep(0.1)
+        assert withdrawn[:1] == ["q-reorg"]
     finally:
         await tasks.close()
