@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mecfed.errors import ResourceExhausted
+from mecfed.errors import FailedPrecondition, ResourceExhausted
 from mecfed.model import Federation, Offer, ServiceNeed
 from mecfed.storage import Database
 from tests.mef.consumer_support import S, established, make, reach, request, states, until
@@ -252,4 +252,18 @@ async def test_a_timed_out_deployment_is_released_before_the_next_offer():
     assert fed.provider_id == "p2"
     assert transport.terminate_calls == [(fed.federation_id, "p1")]
     assert transport.deploys_at_release == ["p1"]
+    await workflow.close()
+
+
+class Wedged(FakeTransport):
+    def health(self) -> str | None:
+        return "chain reset: no contract code at 0xabc"
+
+
+async def test_a_transport_that_cannot_act_refuses_requests_and_starts_nothing():
+    workflow, transport, meo = make(transport=Wedged([ScriptedProvider("p1", 100)]))
+    with pytest.raises(FailedPrecondition, match="cannot act: chain reset"):
+        await workflow.request(request())
+    assert transport.solicited == [] and meo.reserved == set()
+    assert workflow.store.list() == []
     await workflow.close()

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,6 @@ from opentelemetry.trace import Span, Tracer
 from mecfed import tracing
 from mecfed.chain.client import Event, Receipt
 from mecfed.chain.federation import FederationContract, ServiceState, Windows
-from mecfed.chain.sealing import sign_message, verify_signer
 from mecfed.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -41,17 +40,17 @@ from mecfed.errors import (
 from mecfed.model import (
     DeploymentOrder,
     DeploymentResult,
-    Installation,
     Offer,
     ServiceNeed,
 )
 from mecfed.tracing import set_attributes, step_span
 from mef.transport.chain import codec
 from mef.transport.chain.chaintime import wait_chain_time
+from mef.transport.chain.handoff import hand_off, keep_handing_off
 from mef.transport.chain.maybe_sent import MaybeSent
 from mef.transport.chain.payouts import Payouts
 from mef.transport.chain.reasons import no_bid
-from mef.transport.peer_client import PeerClient, PeerContact
+from mef.transport.peer_client import PeerClient
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +73,11 @@ ANNOUNCE_TIMEOUT_S = 60.0
 # Direct hand-off failures after which the on-chain path may still succeed:
 # the winner is unreachable, or it is already deploying from the chain.
 RETRY_ON_CHAIN = (Unavailable, DeadlineExceeded, FailedPrecondition)
+# How long a winner that cannot be reached (directly or through the chain)
+# is waited for after its direct hand-off failed, in seconds and in blocks
+# (whichever is longer); meanwhile the hand-off is retried.
+WINNER_SILENCE_S = 15.0
+WINNER_SILENCE_BLOCKS = 5
 
 
 @dataclass(frozen=True)
@@ -390,7 +394,11 @@ class ConsumerAuction:
         # The on-chain record of our order: binds the winner's bond, and is
         # the winner's slow path.
         on_chain = asyncio.create_task(self.contract.send_consumer_endpoint(ref.service_id, sealed))
-        fast = asyncio.create_task(self._hand_off(ref, order, timeout))
+
+        def hand() -> Coroutine[Any, Any, DeploymentResult]:
+            return hand_off(self.peers, self.account, self.tracer, ref, order, timeout)
+
+        fast = asyncio.create_task(hand())
         try:
             done, _ = await asyncio.wait(
                 {fast, slow}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -400,12 +408,27 @@ class ConsumerAuction:
             if fast in done and not isinstance(fast.exception(), RETRY_ON_CHAIN):
                 raise fast.exception()  # type: ignore[misc]  # the winner tried and failed
             if fast in done:
+                # The winner may be down: bounded, so that the workflow can
+                # fall back instead of waiting out the whole deployment time.
+                silence = max(WINNER_SILENCE_S, WINNER_SILENCE_BLOCKS * await self.block_period())
                 log.warning(
-                    "%s: direct hand-off failed (%s); waiting for the chain",
+                    "%s: direct hand-off failed (%s); retrying it and waiting for the chain "
+                    "for %.0f s",
                     ref.service_id,
                     fast.exception(),
+                    silence,
                 )
-                done, _ = await asyncio.wait({slow}, timeout=timeout)
+                fast = asyncio.create_task(keep_handing_off(hand, silence, RETRY_ON_CHAIN))
+                done, _ = await asyncio.wait(
+                    {fast, slow}, timeout=silence, return_when=asyncio.FIRST_COMPLETED
+                )
+                if fast in done and fast.exception() is None:
+                    return fast.result()
+                if slow not in done:
+                    raise Unavailable(
+                        f"{offer.provider_id} was awarded but could not be reached for "
+                        f"{silence:.0f} s, neither directly nor through the chain"
+                    )
             if slow in done:
                 return slow.result()
             raise DeadlineExceeded(f"{offer.provider_id} did not deploy within {timeout:.0f} s")
@@ -419,32 +442,6 @@ class ConsumerAuction:
             # follows must see it (and it may revert once the service moved on).
             with contextlib.suppress(MecfedError):
                 await on_chain
-
-    async def _hand_off(
-        self, ref: BidRef, order: DeploymentOrder, timeout: float
-    ) -> DeploymentResult:
-        digest = codec.order_digest(
-            ref.service_id, order.federation_id, order.consumer_endpoint, order.candidates
-        )
-        installation = Installation(
-            offer_id=ref.service_id,
-            federation_id=order.federation_id,
-            consumer_endpoint=order.consumer_endpoint,
-            candidates=order.candidates,
-            consumer_signature=sign_message(self.account, digest),
-        )
-        with step_span(
-            self.tracer, "handoff", provider=ref.contact.name, service_id=ref.service_id
-        ):
-            details = await self.peers.install(
-                PeerContact(ref.contact.endpoint, ref.contact.name), installation, timeout
-            )
-        endpoint = details.provider_endpoint
-        assert endpoint is not None  # READY carries it (checked at the wire)
-        verify_signer(
-            codec.notice_digest(ref.service_id, endpoint), details.deployment_notice, ref.provider
-        )
-        return DeploymentResult(details.app_instance_id, endpoint)
 
     async def _await_confirmation(self, auction: Auction, provider: str) -> DeploymentResult:
         events = self.contract.events(
