@@ -7,7 +7,7 @@ rounds="${SOAK_ROUNDS:-5}"
 failed=0
 for i in $(seq 1 "$rounds"); do
   echo "soak: round $i of $rounds" >&2
-  if ! .venv/bin/pytest -p no:cacheprovider -q tests/faults "$@"; then
+  if ! MECFED_SOAK=1 .venv/bin/pytest -p no:cacheprovider -q tests/faults "$@"; then
     failed=$((failed + 1))
   fi
 done

@@ -51,7 +51,7 @@ import uuid
 from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode, Tracer
 
-from mecfed.errors import Aborted, FailedPrecondition, MecfedError
+from mecfed.errors import Aborted, MecfedError, Unavailable
 from mecfed.model import (
     Federation,
     FederationRequest,
@@ -137,7 +137,7 @@ class ConsumerWorkflow(Negotiation):
         if (why := self.transport.health()) is not None:
             # Nothing is started (no escrow, no reservation) on a transport
             # that cannot act: e.g. a reset chain or a wedged client.
-            raise FailedPrecondition(f"the {self.transport.name} transport cannot act: {why}")
+            raise Unavailable(f"the {self.transport.name} transport cannot act now: {why}")
         await self.orchestrator.require_app(req.service_name)
         now = self._clock()
         federation = Federation(

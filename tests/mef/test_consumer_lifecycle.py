@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mecfed.errors import FailedPrecondition, ResourceExhausted
+from mecfed.errors import ResourceExhausted, Unavailable
 from mecfed.model import Federation, Offer, ServiceNeed
 from mecfed.storage import Database
 from tests.mef.consumer_support import S, established, make, reach, request, states, until
@@ -262,7 +262,7 @@ class Wedged(FakeTransport):
 
 async def test_a_transport_that_cannot_act_refuses_requests_and_starts_nothing():
     workflow, transport, meo = make(transport=Wedged([ScriptedProvider("p1", 100)]))
-    with pytest.raises(FailedPrecondition, match="cannot act: chain reset"):
+    with pytest.raises(Unavailable, match="cannot act now: chain reset"):
         await workflow.request(request())
     assert transport.solicited == [] and meo.reserved == set()
     assert workflow.store.list() == []
