@@ -78,6 +78,11 @@ SOAK_ONLY = {
     "test_processes.py::test_terminate_in_any_state_leaves_nothing[chain-awarded]",
     "test_processes.py::test_terminate_in_any_state_leaves_nothing[chain-connecting]",
     "test_processes.py::test_terminate_in_any_state_leaves_nothing[chain-verifying]",
+    # Seen once in a soak: the node restarted after SIGTERM came back with
+    # another genesis (anvil's state file, not root-caused); the MEFs then
+    # rightly refuse it and the federation stays TERMINATING. make test keeps
+    # the SIGKILL restart and the reset cases.
+    "test_chain_node.py::test_node_stopped_during_negotiation",
 }
 
 
