@@ -9,6 +9,7 @@ and chain addresses for authorisation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator, Sequence
@@ -22,7 +23,7 @@ from mecfed.chain.client import ChainClient
 from mecfed.chain.federation import FederationContract, ServiceState, status_for
 from mecfed.chain.keystore import load_key
 from mecfed.config import SystemConfig
-from mecfed.errors import FailedPrecondition
+from mecfed.errors import FailedPrecondition, MecfedError
 from mecfed.model import DeploymentOrder, DeploymentResult, Federation, Offer, ServiceNeed
 from mecfed.storage import Database
 from mef.deployments import Deployments
@@ -43,6 +44,10 @@ from mef.transport.chain.settlement import ConsumerSettlement
 from mef.transport.peer_client import PeerClient
 
 CLOSE_TIMEOUT_S = 3.0
+# Acknowledgement attempts after a passed traffic check (1, 2, 4, 8 s apart).
+ACK_ATTEMPTS = 5
+
+log = logging.getLogger(__name__)
 
 
 class ChainTransport:
@@ -144,7 +149,31 @@ class ChainTransport:
 
     async def established(self, federation: Federation) -> None:
         """Our traffic check passed: acknowledge on-chain, which pays the
-        provider (until then a terminate refunds us)."""
+        provider (until then a terminate refunds us). Off the critical path:
+        ESTABLISHED does not wait for the winner's confirmation and our
+        acknowledgement to be mined (two blocks); if it never lands, anyone's
+        ``settle`` pays the provider once the challenge window is over."""
+        self._tasks.spawn(
+            self._acknowledge_retried(federation), f"acknowledge {federation.federation_id}"
+        )
+
+    async def _acknowledge_retried(self, federation: Federation) -> None:
+        for attempt in range(ACK_ATTEMPTS):
+            try:
+                await self.acknowledge(federation)
+                return
+            except MecfedError as exc:
+                log.warning(
+                    "%s: acknowledgement failed (attempt %d of %d): %s",
+                    federation.federation_id,
+                    attempt + 1,
+                    ACK_ATTEMPTS,
+                    exc,
+                )
+                await asyncio.sleep(2.0**attempt)
+
+    async def acknowledge(self, federation: Federation) -> None:
+        """The on-chain acknowledgement itself (awaited)."""
         known = self.auction.auctions.get(federation.federation_id)
         if known is not None:
             service_id, from_block = known.service_id, known.block
