@@ -23,6 +23,7 @@ from mecfed.errors import FailedPrecondition
 from mecfed.storage import Database
 from tests.chain.conftest import rpc
 from tests.chain.test_subscriptions import Collector
+from tests.polling import until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -69,15 +70,7 @@ async def _connect(node: Node, db: Database | None = None, **kwargs: Any) -> Cha
 
 
 async def _until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
+    await until(check, timeout)
 
 
 async def _dump_wait() -> None:

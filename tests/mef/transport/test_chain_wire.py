@@ -13,7 +13,6 @@ reached (no hand-off here).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from mef.transport.chain import auction as auction_module
 from mef.transport.chain import codec
 from mef.transport.chain.transport import ChainTransport, client_options
 from mef.transport.peer_client import PeerClient
+from tests.polling import until
 
 pytestmark = pytest.mark.asyncio
 APP = AppSpec("echo:1")
@@ -98,15 +98,7 @@ async def _solicit(transport: ChainTransport, need: ServiceNeed) -> list[Any]:
 
 
 async def _until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
+    await until(check, timeout)
 
 
 async def _our_announcements(net: Net) -> list[Any]:
