@@ -113,7 +113,15 @@ def secure_channel(
     the server certificate's SAN against the system id we meant to reach
     (and sends it as SNI).
     """
-    opts = [("grpc.ssl_target_name_override", expected_peer_id), *options]
+    opts = [
+        ("grpc.ssl_target_name_override", expected_peer_id),
+        # A server that restarts (a peer MEF, our own MEO) is reached again
+        # within a second or two: gRPC's default reconnect backoff grows to
+        # two minutes, and every call fails fast meanwhile.
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+        *options,
+    ]
     return grpc.aio.secure_channel(
         target, channel_credentials(tls), options=opts, interceptors=list(interceptors) or None
     )

@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 # Seconds a provider may stay unheard from during a deployment before the
 # consumer gives up on it (see :class:`_Follower`).
 DEFAULT_SILENCE = 10.0
-# A peer that was down is tried again within seconds once it is back (gRPC's
-# default reconnect backoff grows to two minutes, which would hold up the
-# releases retried for it and the follow-up of a deployment).
-_CHANNEL_OPTIONS = (("grpc.max_reconnect_backoff_ms", 5000),)
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,6 @@ class PeerClient:
                 peer.endpoint,
                 self._tls,
                 peer.system_id,
-                options=_CHANNEL_OPTIONS,
                 interceptors=self._interceptors,
             )
             self._channels.append(channel)
