@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -23,6 +24,13 @@ from mecfed.wire import orchestrator as wire
 from mecfed.wire.common import endpoint_to_proto, traffic_from_proto
 
 T = TypeVar("T")
+
+# How long a call waits for the channel to (re)connect before it is sent: the
+# MEO restarts (upgrade, crash) while its MEF keeps running, and a call made in
+# the reconnect backoff would fail at once with "Connection refused" although
+# the MEO is back a moment later. Bounded, so an MEO that is really down still
+# fails the call quickly (wait_for_ready would hold it for the whole timeout).
+CONNECT_GRACE_S = 5.0
 
 
 class NotSupported(FailedPrecondition):
@@ -71,11 +79,30 @@ class GrpcOrchestrator:
     """:class:`Orchestrator` over a (mutual TLS) channel to the MEO's server.
     The MEO's answers are validated like any request (mecfed.wire)."""
 
-    def __init__(self, channel: grpc.aio.Channel, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        timeout: float = 120.0,
+        connect_grace: float = CONNECT_GRACE_S,
+    ) -> None:
+        self._channel = channel
         self._stub = pb_grpc.MecOrchestratorStub(channel)
         self._timeout = timeout
+        self._connect_grace = connect_grace
+
+    async def _connected(self) -> None:
+        """Give a reconnecting channel a moment; never raises (the call that
+        follows reports an MEO that stayed away)."""
+        state = self._channel.get_state(try_to_connect=True)
+        if state == grpc.ChannelConnectivity.READY:
+            return
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), self._connect_grace)
+        except TimeoutError:
+            pass
 
     async def _call(self, what: str, method: Callable[..., Awaitable[T]], request: Any) -> T:
+        await self._connected()
         try:
             return await method(request, timeout=self._timeout)
         except grpc.RpcError as exc:
@@ -130,6 +157,7 @@ class GrpcOrchestrator:
         )
 
     async def list_services(self) -> list[ServiceStatus]:
+        await self._connected()
         try:
             resp = await self._stub.ListServices(pb.ListServicesRequest(), timeout=self._timeout)
         except grpc.RpcError as exc:
@@ -147,6 +175,7 @@ class GrpcOrchestrator:
             timeout_ms=check.timeout_ms,
             echo_port=check.echo_port,
         )
+        await self._connected()
         # No overall deadline: the stream lasts as long as the federation.
         stream = self._stub.WatchTraffic(request)
         try:
