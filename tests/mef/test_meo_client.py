@@ -4,6 +4,9 @@ liveness are skipped instead of keeping the MEF from ever serving."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import grpc
 import pytest
 
@@ -40,8 +43,6 @@ async def test_call_waits_briefly_for_a_restarted_meo():
     """A call made while the channel is still in its reconnect backoff after
     an MEO restart goes through once the MEO is back (it used to fail at once
     with "Connection refused")."""
-    import asyncio
-
     first = await start_server("127.0.0.1:0", None, [], access=lambda method, caller: True)
     port = first.port
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -71,8 +72,6 @@ async def test_call_waits_briefly_for_a_restarted_meo():
 
 
 async def test_call_to_an_meo_that_stays_away_fails_within_the_grace():
-    import time
-
     probe = await start_server("127.0.0.1:0", None, [], access=lambda method, caller: True)
     port = probe.port
     await probe.stop(0)
